@@ -1,0 +1,220 @@
+"""The one settings object of the service.
+
+Precedence, lowest to highest: built-in defaults → a TOML file → ``BRGAN_*`` environment
+variables. The TOML file is named by ``--config PATH`` on the command line or by the
+``BRGAN_CONFIG`` environment variable; keys are the field names below, at the top level of the
+file (no tables). An unknown key in the file is an error that names the key.
+
+Settings are read once, frozen, and passed down; libraries never read the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from plugin.errors import PluginError
+
+CONFIG_ENV_VAR = "BRGAN_CONFIG"
+
+
+class ConfigError(PluginError):
+    """The configuration file or environment is invalid; the message says which key and why."""
+
+
+class Settings(BaseSettings):
+    """Every setting of brgan-pacs, with its default. See ``brgan config show``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BRGAN_",
+        extra="forbid",
+        frozen=True,
+        validate_default=True,
+    )
+
+    # -- where things live ---------------------------------------------------------------
+    data_dir: Path = Field(
+        default=Path("./brgan-data"),
+        description="Root folder for the spool, index, results, embedded broker and models.",
+    )
+    spool_dir: Path | None = Field(
+        default=None, description="Received instances; default <data_dir>/spool."
+    )
+    results_dir: Path | None = Field(
+        default=None,
+        description="Result DICOM files from workers; default <data_dir>/results.",
+    )
+    registry_dir: Path | None = Field(
+        default=None,
+        description="Model registry (checkpoints, sha256); default <data_dir>/models.",
+    )
+
+    # -- DICOM listener --------------------------------------------------------------------
+    ae_title: str = Field(default="BRGAN", max_length=16, description="Our AE title.")
+    host: str = Field(default="0.0.0.0", description="Address the listener binds to.")
+    port: int = Field(default=11112, ge=1, le=65535, description="DICOM listener port.")
+    allowed_calling_aets: list[str] = Field(
+        default_factory=list,
+        description="Calling AE titles allowed to associate; empty accepts all (warned at start).",
+    )
+    require_called_aet: bool = Field(
+        default=True, description="Reject associations whose Called AE is not our AE title."
+    )
+    max_associations: int = Field(default=10, ge=1, description="Concurrent associations.")
+    max_pdu_size: int = Field(default=16382, ge=0, description="Maximum PDU length we receive.")
+    max_dataset_bytes: int = Field(
+        default=2 * 1024**3, ge=1024, description="Largest single instance accepted, in bytes."
+    )
+    tls_cert: Path | None = Field(default=None, description="Server certificate (PEM) for TLS.")
+    tls_key: Path | None = Field(default=None, description="Server private key (PEM) for TLS.")
+    tls_key_password: SecretStr | None = Field(default=None, description="Key password.")
+    tls_ca: Path | None = Field(
+        default=None, description="CA bundle; when set, client certificates are required."
+    )
+
+    # -- study assembly ----------------------------------------------------------------------
+    complete_grace: float = Field(
+        default=10.0, ge=0, description="Seconds of quiet after the 4 standard views arrive."
+    )
+    stable_age: float = Field(
+        default=60.0, ge=0, description="Seconds without a new instance before a study is ready."
+    )
+    retention_days: float = Field(
+        default=7.0, ge=0, description="Days after a study is done before its spool files go."
+    )
+
+    # -- queue and worker --------------------------------------------------------------------
+    broker_url: SecretStr | None = Field(
+        default=None,
+        description="Celery broker, e.g. redis://host:6379/0. Unset: embedded mode, no server.",
+    )
+    result_backend: SecretStr | None = Field(
+        default=None, description="Celery result backend; default: same as the broker."
+    )
+    model_version: str | None = Field(
+        default=None, description="Model version to use; default: the registry's active one."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="Worker device.")
+
+    # -- logging -----------------------------------------------------------------------------
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = Field(default=False, description="One JSON object per log line.")
+    hash_uids_in_logs: bool = Field(default=False, description="Log UIDs as short hashes.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Highest priority first: explicit arguments, environment, TOML file."""
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml_path = os.environ.get(CONFIG_ENV_VAR)
+        if toml_path:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(toml_path)))
+        return tuple(sources)
+
+    # -- derived paths -----------------------------------------------------------------------
+    @property
+    def spool_path(self) -> Path:
+        return self.spool_dir or self.data_dir / "spool"
+
+    @property
+    def results_path(self) -> Path:
+        return self.results_dir or self.data_dir / "results"
+
+    @property
+    def registry_path(self) -> Path:
+        return self.registry_dir or self.data_dir / "models"
+
+    @property
+    def index_path(self) -> Path:
+        return self.data_dir / "index.sqlite3"
+
+    @property
+    def embedded(self) -> bool:
+        """True when no broker is configured: ``brgan serve`` runs the whole job alone."""
+        return self.broker_url is None
+
+
+def _check_toml(path: Path) -> None:
+    """Fail early, naming the key, on a file that is unreadable or has unknown keys."""
+    if not path.is_file():
+        raise ConfigError(
+            f"config file {path} does not exist (set by --config or {CONFIG_ENV_VAR})"
+        )
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    unknown = sorted(set(data) - set(Settings.model_fields))
+    if unknown:
+        known = ", ".join(sorted(Settings.model_fields))
+        raise ConfigError(
+            f"config file {path}: unknown key(s) {', '.join(map(repr, unknown))}. "
+            f"Known keys: {known}"
+        )
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build the effective settings; ``config_file`` wins over ``$BRGAN_CONFIG``."""
+    previous = os.environ.get(CONFIG_ENV_VAR)
+    try:
+        if config_file is not None:
+            os.environ[CONFIG_ENV_VAR] = str(config_file)
+        toml_path = os.environ.get(CONFIG_ENV_VAR)
+        if toml_path:
+            _check_toml(Path(toml_path))
+        try:
+            return Settings(**overrides)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or '?'}: {err['msg']}"
+                for err in exc.errors()
+            )
+            raise ConfigError(f"invalid configuration: {problems}") from exc
+    finally:
+        if config_file is not None:
+            if previous is None:
+                os.environ.pop(CONFIG_ENV_VAR, None)
+            else:
+                os.environ[CONFIG_ENV_VAR] = previous
+
+
+def _mask_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":****@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def masked_view(settings: Settings) -> dict[str, Any]:
+    """The effective settings as plain values, secrets masked (for ``brgan config show``).
+
+    URLs show their user but not their password; other secrets show as ``****``.
+    """
+    out: dict[str, Any] = {}
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            secret = value.get_secret_value()
+            value = _mask_url(secret) if "://" in secret else "****"
+        elif isinstance(value, Path):
+            value = str(value)
+        out[name] = value
+    return out
