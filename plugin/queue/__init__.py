@@ -1,0 +1,1 @@
+"""Celery plumbing: the app (broker, result backend, safety settings) and the task names."""

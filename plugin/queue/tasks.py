@@ -1,0 +1,27 @@
+"""Worker-side task definitions. Imported only by worker processes (it pulls in torch lazily).
+
+``brgan.analyze_study`` is idempotent: its id is derived from (study, images, model version),
+its inputs are read-only spool files, and its outputs are written under a folder named by the
+task id, overwritten atomically on a re-run. It acknowledges late and is rejected (redelivered)
+when its worker dies; an error in one image is reported in the result, not raised, so only
+infrastructure faults fail the task.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from plugin.config import Settings
+from plugin.queue.app import ANALYZE_STUDY
+
+
+def register_tasks(app: Celery, settings: Settings) -> None:
+    """Bind the worker's tasks to ``app`` with this worker's settings."""
+
+    @app.task(name=ANALYZE_STUDY, bind=True, acks_late=True, reject_on_worker_lost=True)
+    def analyze_study(self: Any, payload: dict[str, Any]) -> dict[str, Any]:
+        from plugin.worker.analysis import analyze_study_payload
+
+        return analyze_study_payload(payload, settings, task_id=self.request.id)
