@@ -102,3 +102,23 @@ def send_analyze_study(app: Celery, payload: dict[str, Any], task_id: str) -> st
         retry=False,
     )
     return result.id
+
+
+def queue_depth(settings: Settings) -> int | None:
+    """Tasks waiting in the ``gpu`` queue; None when the broker cannot be asked right now."""
+    if settings.broker_url is None:
+        messages, _ = queue_dirs(settings)
+        try:
+            return sum(1 for p in messages.iterdir() if p.suffix == ".msg")
+        except OSError:
+            return None
+    import redis
+
+    url = settings.broker_url.get_secret_value()
+    if not url.startswith(("redis://", "rediss://")):
+        return None
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+        return int(client.llen(GPU_QUEUE))
+    except redis.RedisError:
+        return None

@@ -36,3 +36,21 @@ def test_task_id_is_idempotency_key() -> None:
     assert a == task_id_for("1.2.3", ["1.2.3.5", "1.2.3.4"], "v1")
     assert a != task_id_for("1.2.3", ["1.2.3.4", "1.2.3.5"], "v2")
     assert a != task_id_for("1.2.3", ["1.2.3.4"], "v1")
+
+
+def test_queue_depth_embedded_counts_waiting_tasks(tmp_path: Path, monkeypatch) -> None:
+    from plugin.queue.app import queue_depth, send_analyze_study
+
+    monkeypatch.delenv("BRGAN_BROKER_URL", raising=False)
+    settings = load_settings(data_dir=tmp_path)
+    app = make_celery(settings)
+    assert queue_depth(settings) == 0
+    send_analyze_study(app, {"schema": 1}, task_id_for("1.2", ["1.2.3"], "v1"))
+    assert queue_depth(settings) == 1
+
+
+def test_queue_depth_unreachable_redis_is_none() -> None:
+    from plugin.queue.app import queue_depth
+
+    # Port 1 on loopback: nothing listens there; the answer is "unknown", not a crash.
+    assert queue_depth(load_settings(broker_url="redis://127.0.0.1:1/0")) is None
