@@ -166,6 +166,17 @@ def _is_image_class(uid: str) -> bool:
     return "Image Storage" in name
 
 
+def _expected_native_length(header: InstanceHeader) -> int | None:
+    """Bytes native pixel data of this size must hold, or None when not computable."""
+    dims = (header.rows, header.columns, header.bits_allocated)
+    if any(d is None or d <= 0 for d in dims):
+        return None
+    rows, columns, bits = (int(d) for d in dims)  # type: ignore[arg-type]
+    frames = header.number_of_frames or 1
+    samples = header.samples_per_pixel or 1
+    return (rows * columns * frames * samples * bits + 7) // 8
+
+
 def _is_own_object(
     header: InstanceHeader, own_manufacturer: str, own_device_uid: str | None
 ) -> bool:
@@ -203,7 +214,14 @@ def _exclusion(
     if header.has_pixel_data is False:
         return "no pixel data"
     if header.pixel_data_truncated:
-        return "truncated pixel data"
+        return "truncated pixel data (shorter than its declared length)"
+    expected = _expected_native_length(header)
+    actual = header.pixel_data_length
+    if expected is not None and actual is not None and actual < expected:
+        return (
+            f"truncated pixel data ({actual} of {expected} bytes "
+            "for Rows x Columns x BitsAllocated)"
+        )
     if header.number_of_frames is not None and header.number_of_frames > 1:
         return f"multi-frame image (NumberOfFrames {header.number_of_frames})"
     # 7. Intended use.

@@ -95,10 +95,14 @@ class InstanceHeader:
     has_pixel_data: bool | None = None
     #: The Pixel Data element declares more bytes than the file holds.
     pixel_data_truncated: bool = False
+    #: The declared length of native (uncompressed) Pixel Data; None when encapsulated or unknown.
+    pixel_data_length: int | None = None
     rows: int | None = None
     columns: int | None = None
     photometric: str | None = None
+    bits_allocated: int | None = None
     bits_stored: int | None = None
+    samples_per_pixel: int | None = None
     number_of_frames: int | None = None
     transfer_syntax_uid: str | None = None
     software_versions: tuple[str, ...] = ()
@@ -114,6 +118,7 @@ class InstanceHeader:
         *,
         has_pixel_data: bool | None = None,
         pixel_data_truncated: bool = False,
+        pixel_data_length: int | None = None,
         transfer_syntax_uid: str | None = None,
     ) -> InstanceHeader:
         """Extract the header fields from ``ds`` (a header-only read is enough).
@@ -140,6 +145,8 @@ class InstanceHeader:
             transfer_syntax_uid = _text(meta, "TransferSyntaxUID")
         if has_pixel_data is None:
             has_pixel_data = _pixel_presence_in_dataset(ds)
+        if pixel_data_length is None:
+            pixel_data_length = _native_pixel_length_in_dataset(ds)
 
         patient_id = _text(ds, "PatientID")
         view_codes, nested_modifiers = _view_codes(ds)
@@ -176,10 +183,13 @@ class InstanceHeader:
             acquisition_datetime=_acquisition_datetime(ds),
             has_pixel_data=has_pixel_data,
             pixel_data_truncated=pixel_data_truncated,
+            pixel_data_length=pixel_data_length,
             rows=_int(ds, "Rows"),
             columns=_int(ds, "Columns"),
             photometric=_upper(ds, "PhotometricInterpretation"),
+            bits_allocated=_int(ds, "BitsAllocated"),
             bits_stored=_int(ds, "BitsStored"),
+            samples_per_pixel=_int(ds, "SamplesPerPixel"),
             number_of_frames=_int(ds, "NumberOfFrames"),
             transfer_syntax_uid=transfer_syntax_uid,
             software_versions=tuple(v.strip() for v in _multi(ds, "SoftwareVersions") if v),
@@ -244,20 +254,25 @@ def _read_header_fp(fp: BinaryIO) -> InstanceHeader:
         return InstanceHeader.from_dataset(
             full, has_pixel_data=bool(_pixel_presence_in_dataset(full)), transfer_syntax_uid=ts
         )
-    has_pixels, truncated = _probe_pixel_element(fp, ds)
+    has_pixels, truncated, length = _probe_pixel_element(fp, ds)
     return InstanceHeader.from_dataset(
-        ds, has_pixel_data=has_pixels, pixel_data_truncated=truncated, transfer_syntax_uid=ts
+        ds,
+        has_pixel_data=has_pixels,
+        pixel_data_truncated=truncated,
+        pixel_data_length=length,
+        transfer_syntax_uid=ts,
     )
 
 
-def _probe_pixel_element(fp: BinaryIO, ds: Dataset) -> tuple[bool, bool]:
+def _probe_pixel_element(fp: BinaryIO, ds: Dataset) -> tuple[bool, bool, int | None]:
     """After a ``stop_before_pixels`` read, ``fp`` sits on the pixel element's tag (if any).
 
-    Returns ``(has_pixel_data, truncated)`` from the element's declared length."""
+    Returns ``(has_pixel_data, truncated, declared_length)`` from the element's header; the
+    length is None for encapsulated (undefined-length) pixel data."""
     start = fp.tell()
     head = fp.read(12)
     if len(head) < 8:
-        return False, False
+        return False, False, None
     little = getattr(ds, "is_little_endian", None)
     implicit = getattr(ds, "is_implicit_VR", None)
     little = True if little is None else bool(little)
@@ -265,13 +280,13 @@ def _probe_pixel_element(fp: BinaryIO, ds: Dataset) -> tuple[bool, bool]:
     endian = "<" if little else ">"
     group, elem = struct.unpack(endian + "HH", head[:4])
     if (group << 16 | elem) not in PIXEL_TAGS:
-        return False, False
+        return False, False, None
     if implicit:
         (length,) = struct.unpack(endian + "L", head[4:8])
         value_start = start + 8
     elif head[4:6] in (b"OB", b"OW", b"OF", b"OD", b"UN", b"OL", b"OV"):
         if len(head) < 12:
-            return False, False
+            return False, False, None
         (length,) = struct.unpack(endian + "L", head[8:12])
         value_start = start + 12
     else:
@@ -279,11 +294,11 @@ def _probe_pixel_element(fp: BinaryIO, ds: Dataset) -> tuple[bool, bool]:
         value_start = start + 8
     if length == _UNDEFINED_LENGTH:
         # Encapsulated: present; truncation shows only when decoding (the worker's concern).
-        return True, False
+        return True, False, None
     if length == 0:
-        return False, False
+        return False, False, 0
     end = fp.seek(0, io.SEEK_END)
-    return True, value_start + length > end
+    return True, value_start + length > end, length
 
 
 def _pixel_presence_in_dataset(ds: Dataset) -> bool | None:
@@ -292,6 +307,17 @@ def _pixel_presence_in_dataset(ds: Dataset) -> bool | None:
             value = ds[tag].value
             return value is not None and len(value) > 0
     return None
+
+
+def _native_pixel_length_in_dataset(ds: Dataset) -> int | None:
+    elem = ds.get(0x7FE00010)
+    if elem is None or elem.value is None or getattr(elem, "is_undefined_length", False):
+        return None
+    meta = getattr(ds, "file_meta", None)
+    ts = _text(meta, "TransferSyntaxUID") if meta is not None else None
+    if ts is not None and pydicom.uid.UID(ts).is_compressed:
+        return None
+    return len(elem.value)
 
 
 # -- attribute helpers (tolerant: a malformed value reads as None) ----------------------------

@@ -280,3 +280,18 @@ def test_classification_json_round_trip() -> None:
 
     c = classify(make_header("L", "CC", ViewPosition="MLO"))
     assert Classification.from_json(c.to_json()) == c
+
+
+def test_truncated_pixel_data() -> None:
+    from plugin.study.header import read_header
+    from tests.plugin.study.conftest import encode
+
+    short = read_header(encode(make_dataset("L", "CC"), bytes(64 * 48)))
+    c = classify(short)
+    assert (
+        c.reason == "truncated pixel data (3072 of 6144 bytes for Rows x Columns x BitsAllocated)"
+    )
+    data = encode(make_dataset("L", "CC"), bytes(64 * 48 * 2))
+    cut = classify(read_header(data[:-10]))
+    assert cut.reason == "truncated pixel data (shorter than its declared length)"
+    assert classify(read_header(data)).usable

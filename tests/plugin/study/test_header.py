@@ -143,3 +143,9 @@ def test_read_header_deflated() -> None:
 def test_read_header_rejects_garbage() -> None:
     with pytest.raises(HeaderError):
         read_header(b"this is not dicom at all" * 10)
+
+
+def test_read_header_records_native_pixel_length() -> None:
+    h = read_header(encode(make_dataset(), bytes(64 * 48 * 2)))
+    assert h.pixel_data_length == 64 * 48 * 2
+    assert (h.bits_allocated, h.samples_per_pixel) == (16, 1)
