@@ -149,3 +149,11 @@ def test_read_header_records_native_pixel_length() -> None:
     h = read_header(encode(make_dataset(), bytes(64 * 48 * 2)))
     assert h.pixel_data_length == 64 * 48 * 2
     assert (h.bits_allocated, h.samples_per_pixel) == (16, 1)
+
+
+def test_study_package_never_imports_torch() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, plugin.study; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
