@@ -191,7 +191,10 @@ def _decode(ds: Dataset, src: str) -> np.ndarray:
         ) from None
     except (ValueError, EOFError, TypeError, KeyError, AttributeError, OSError) as exc:
         text = _first_line(exc)
-        if "length" in text.lower() or isinstance(exc, EOFError):
+        lowered = text.lower()
+        if isinstance(exc, EOFError) or any(
+            k in lowered for k in ("less than expected", "length", "truncat")
+        ):
             reason = f"pixel data truncated or wrong length ({text})"
         else:
             reason = f"pixel data could not be read ({name}, {uid}): {text}"
