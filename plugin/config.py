@@ -63,7 +63,9 @@ class Settings(BaseSettings):
     # -- DICOM listener --------------------------------------------------------------------
     ae_title: str = Field(default="BRGAN", max_length=16, description="Our AE title.")
     host: str = Field(default="0.0.0.0", description="Address the listener binds to.")
-    port: int = Field(default=11112, ge=1, le=65535, description="DICOM listener port.")
+    port: int = Field(
+        default=11112, ge=0, le=65535, description="DICOM listener port (0: any free port)."
+    )
     allowed_calling_aets: list[str] = Field(
         default_factory=list,
         description="Calling AE titles allowed to associate; empty accepts all (warned at start).",
@@ -75,6 +77,13 @@ class Settings(BaseSettings):
     max_pdu_size: int = Field(default=16382, ge=0, description="Maximum PDU length we receive.")
     max_dataset_bytes: int = Field(
         default=2 * 1024**3, ge=1024, description="Largest single instance accepted, in bytes."
+    )
+    chunked_receive: bool = Field(
+        default=True,
+        description=(
+            "Stream every received data set to a temp file in the spool instead of memory "
+            "(flat memory for tomosynthesis); the file is then renamed into place."
+        ),
     )
     tls_cert: Path | None = Field(default=None, description="Server certificate (PEM) for TLS.")
     tls_key: Path | None = Field(default=None, description="Server private key (PEM) for TLS.")
@@ -89,6 +98,11 @@ class Settings(BaseSettings):
     )
     stable_age: float = Field(
         default=60.0, ge=0, description="Seconds without a new instance before a study is ready."
+    )
+    coordinator_interval: float = Field(
+        default=1.0,
+        gt=0,
+        description="Seconds between passes of the study coordinator (assembly, retention).",
     )
     retention_days: float = Field(
         default=7.0, ge=0, description="Days after a study is done before its spool files go."

@@ -1,0 +1,155 @@
+"""Records and the study state machine of the index (no storage code here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from plugin.errors import PluginError
+
+
+class StudyIndexError(PluginError):
+    """The index cannot be opened or a write failed; the message names the database."""
+
+
+class UnknownStudy(StudyIndexError):  # noqa: N818
+    """No study with that StudyInstanceUID is in the index."""
+
+
+class IllegalTransition(StudyIndexError):  # noqa: N818
+    """A study state change that the state machine does not allow."""
+
+
+class StudyState(StrEnum):
+    """Where a study is in the data flow (DESIGN.md steps 1–6)."""
+
+    RECEIVING = "receiving"  # instances arriving; not yet complete or stable
+    READY = "ready"  # assembled and paired; waiting to be queued
+    QUEUED = "queued"  # a Celery task id is recorded
+    RUNNING = "running"  # a worker picked it up
+    DONE = "done"  # every pair scored
+    FAILED = "failed"  # the task failed; error recorded
+    PARTIALLY_ANALYZED = "partially_analyzed"  # some pairs scored, some not
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATES
+
+
+FINAL_STATES = frozenset({StudyState.DONE, StudyState.FAILED, StudyState.PARTIALLY_ANALYZED})
+
+S = StudyState
+#: Allowed transitions. ``→ receiving`` from a later state opens a new version of the study
+#: (see :meth:`plugin.index.Index.open_new_version`); ``queued → ready`` lets a reconciler
+#: re-queue a study whose task vanished; ``queued → done|…`` covers a result collected without
+#: ever seeing the task start.
+TRANSITIONS: dict[StudyState, frozenset[StudyState]] = {
+    S.RECEIVING: frozenset({S.READY, S.FAILED}),
+    S.READY: frozenset({S.QUEUED, S.RECEIVING, S.FAILED}),
+    S.QUEUED: frozenset({S.RUNNING, S.READY, *FINAL_STATES}),
+    S.RUNNING: frozenset({S.QUEUED, S.READY, *FINAL_STATES}),
+    S.DONE: frozenset({S.RECEIVING, S.QUEUED}),
+    S.FAILED: frozenset({S.RECEIVING, S.READY, S.QUEUED}),
+    S.PARTIALLY_ANALYZED: frozenset({S.RECEIVING, S.QUEUED}),
+}
+
+
+def check_transition(study_uid: str, current: StudyState, target: StudyState) -> None:
+    """Raise :class:`IllegalTransition` unless ``current → target`` is allowed."""
+    if target not in TRANSITIONS[current]:
+        allowed = ", ".join(sorted(TRANSITIONS[current]))
+        raise IllegalTransition(
+            f"study {study_uid}: cannot go from {current} to {target} (allowed: {allowed})"
+        )
+
+
+@dataclass(frozen=True)
+class InstanceRecord:
+    """What the listener records for one stored instance (no PHI columns; PHI stays in
+    ``header_json``, which is never logged)."""
+
+    sop_instance_uid: str
+    study_uid: str
+    series_uid: str | None
+    sop_class_uid: str
+    transfer_syntax_uid: str
+    path: str
+    size: int
+    header_json: str
+    laterality: str | None
+    view: str | None
+    usable: bool
+    reason: str | None
+    received_at: float
+    association_id: int | None = None
+
+
+@dataclass(frozen=True)
+class InstanceRow(InstanceRecord):
+    """An instance as stored: plus the study version it arrived in and how often it came."""
+
+    study_version: int = 1
+    receive_count: int = 1
+
+
+@dataclass(frozen=True)
+class StudyRow:
+    study_uid: str
+    state: StudyState
+    version: int
+    instance_count: int
+    first_instance_at: float
+    last_instance_at: float
+    created_at: float
+    updated_at: float
+    state_changed_at: float
+    planned_at: float | None = None
+    pairs_key: str | None = None
+    plan_json: str | None = None
+    task_id: str | None = None
+    model_version: str | None = None
+    error: str | None = None
+    finished_at: float | None = None
+    purged_at: float | None = None
+
+
+@dataclass(frozen=True)
+class PairRow:
+    """One target image and its contralateral; ``score_json`` is filled by the worker step."""
+
+    study_uid: str
+    version: int
+    target_uid: str
+    contralateral_uid: str
+    laterality: str | None
+    view: str | None
+    score_json: str | None = None
+    scored_at: float | None = None
+
+
+@dataclass(frozen=True)
+class AssociationRow:
+    """Audit log entry of one association (no PHI)."""
+
+    id: int
+    calling_ae: str
+    called_ae: str
+    peer_address: str
+    peer_port: int | None
+    tls: bool
+    started_at: float
+    ended_at: float | None
+    outcome: str  # open | released | aborted | rejected
+    instances_ok: int
+    instances_failed: int
+    last_failure: str | None
+
+
+@dataclass(frozen=True)
+class ErrorRow:
+    at: float
+    source: str  # store | coordinator | worker | spool
+    message: str
+    study_uid: str | None = None
+    sop_uid: str | None = None
+    status: int | None = None

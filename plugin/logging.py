@@ -1,0 +1,111 @@
+"""Structured logging for the service: one line per event, optionally JSON, never PHI.
+
+Call :func:`configure_logging` once at process start (``brgan serve`` does); libraries get a
+logger with :func:`get_logger` and log *events* with keyword fields::
+
+    log = get_logger(__name__)
+    log.info("instance_stored", study_uid=..., sop_uid=..., size=1234)
+
+Two processors guard the output:
+
+- keys that name patient data (``patient_name``, ``patient_id``, ``birth_date``,
+  ``accession_number``, …) are dropped, whatever the caller passed;
+- with ``hash_uids`` on, every value whose key ends in ``_uid`` is replaced by a short,
+  stable hash (:func:`hash_uid`), so log lines can still be correlated without the UID.
+
+pynetdicom's own ``logging`` records go through the same renderer, at WARNING and above only:
+its DEBUG level dumps whole datasets (PHI) and its INFO level duplicates our audit log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+PHI_KEYS = frozenset(
+    {
+        "patient_name",
+        "patient_id",
+        "patient_birth_date",
+        "birth_date",
+        "accession_number",
+        "patient_address",
+        "referring_physician",
+        "institution_name",
+        "other_patient_ids",
+    }
+)
+
+
+def hash_uid(uid: str) -> str:
+    """A short, stable, non-reversible stand-in for a UID in logs (``h:`` + 12 hex)."""
+    return "h:" + hashlib.sha256(uid.encode("utf-8")).hexdigest()[:12]
+
+
+def _drop_phi(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> Any:
+    for key in [k for k in event if k.lower() in PHI_KEYS]:
+        event.pop(key)
+    return event
+
+
+def _hash_uids(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> Any:
+    for key, value in list(event.items()):
+        if key.endswith("_uid") and isinstance(value, str) and value:
+            event[key] = hash_uid(value)
+    return event
+
+
+def build_processors(*, json: bool, hash_uids: bool) -> list[Any]:
+    """The processor chain shared by structlog and stdlib records."""
+    chain: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _drop_phi,
+    ]
+    if hash_uids:
+        chain.append(_hash_uids)
+    return chain
+
+
+def configure_logging(
+    level: str = "INFO", *, json: bool = False, hash_uids: bool = False, stream: Any = None
+) -> None:
+    """Route structlog and stdlib logging to ``stream`` (stderr) as key=value or JSON lines."""
+    shared = build_processors(json=json, hash_uids=hash_uids)
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if json
+        else structlog.dev.ConsoleRenderer(colors=False, pad_event_to=0)
+    )
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+    )
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "_brgan", False)]:
+        root.removeHandler(old)
+    handler._brgan = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level)
+    # pynetdicom logs whole datasets (PHI) at DEBUG and UIDs at INFO: warnings only.
+    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+
+
+def get_logger(name: str) -> Any:
+    """A structlog logger bound to ``name``."""
+    return structlog.stdlib.get_logger(name)

@@ -1,0 +1,178 @@
+"""The SQLite index: instances, the study state machine, plans/scores, audit, threads."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from plugin.index import (
+    TRANSITIONS,
+    IllegalTransition,
+    InstanceRecord,
+    PairRow,
+    SqliteIndex,
+    StudyIndexError,
+    StudyState,
+    UnknownStudy,
+    open_index,
+)
+
+S = StudyState
+
+
+def record(sop: str, study: str = "1.2.3", at: float = 100.0, usable: bool = True):
+    return InstanceRecord(
+        sop_instance_uid=sop,
+        study_uid=study,
+        series_uid="1.2.3.9",
+        sop_class_uid="1.2.840.10008.5.1.4.1.1.1.2",
+        transfer_syntax_uid="1.2.840.10008.1.2.1",
+        path=f"/spool/{study}/{sop}.dcm",
+        size=10,
+        header_json="{}",
+        laterality="L",
+        view="CC",
+        usable=usable,
+        reason=None if usable else "no pixel data",
+        received_at=at,
+    )
+
+
+@pytest.fixture
+def index(tmp_path: Path) -> SqliteIndex:
+    idx = SqliteIndex(tmp_path / "index.sqlite3")
+    yield idx
+    idx.close()
+
+
+def test_wal_and_private_file(index: SqliteIndex) -> None:
+    assert index._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert oct(index.path.stat().st_mode & 0o777) == "0o600"
+
+
+def test_record_instance_creates_study_and_upserts(index: SqliteIndex) -> None:
+    row = index.record_instance(record("1.1", at=100.0))
+    assert row.study_version == 1 and row.receive_count == 1
+    index.record_instance(record("1.2", at=105.0, usable=False))
+    again = index.record_instance(record("1.1", at=110.0))
+    assert again.receive_count == 2
+    study = index.get_study("1.2.3")
+    assert study.state == S.RECEIVING and study.instance_count == 2
+    assert study.first_instance_at == 100.0 and study.last_instance_at == 110.0
+    assert [r.sop_instance_uid for r in index.instances("1.2.3")] == ["1.2", "1.1"]
+    assert index.instances("1.2.3")[0].reason == "no pixel data"
+    assert index.known_paths() == {"/spool/1.2.3/1.1.dcm", "/spool/1.2.3/1.2.dcm"}
+
+
+def test_full_life_cycle_with_task_id_and_scores(index: SqliteIndex) -> None:
+    index.record_instance(record("1.1"))
+    index.record_instance(record("1.2"))
+    pairs = [
+        PairRow("1.2.3", 1, "1.1", "1.2", "L", "CC"),
+        PairRow("1.2.3", 1, "1.2", "1.1", "R", "CC"),
+    ]
+    index.record_plan("1.2.3", 1, pairs_key="k1", plan_json="{}", pairs=pairs, as_of=100.0)
+    index.transition("1.2.3", S.READY, expected=S.RECEIVING)
+    study = index.transition("1.2.3", S.QUEUED, task_id="task-1", model_version="demo-1")
+    assert study.task_id == "task-1" and study.model_version == "demo-1"
+    assert index.set_task_id("1.2.3", "task-2").task_id == "task-2"
+    index.transition("1.2.3", S.RUNNING)
+    index.record_scores("1.2.3", 1, {"1.1": '{"p": 0.1}'})
+    study = index.transition("1.2.3", S.PARTIALLY_ANALYZED, error="1 pair failed")
+    assert study.finished_at is not None and study.error == "1 pair failed"
+    scored = {p.target_uid: p.score_json for p in index.pairs("1.2.3")}
+    assert scored == {"1.1": '{"p": 0.1}', "1.2": None}
+    assert index.study_counts()[S.PARTIALLY_ANALYZED] == 1
+    with pytest.raises(StudyIndexError, match="no pair with target"):
+        index.record_scores("1.2.3", 1, {"9.9": "{}"})
+
+
+def test_illegal_transitions_raise(index: SqliteIndex) -> None:
+    index.record_instance(record("1.1"))
+    with pytest.raises(IllegalTransition, match="cannot go from receiving to done"):
+        index.transition("1.2.3", S.DONE)
+    with pytest.raises(IllegalTransition, match="expected state ready"):
+        index.transition("1.2.3", S.QUEUED, expected=S.READY)
+    with pytest.raises(IllegalTransition):
+        index.set_task_id("1.2.3", "t")
+    with pytest.raises(UnknownStudy):
+        index.transition("9.9", S.READY)
+    for source, targets in TRANSITIONS.items():
+        assert source not in targets  # no silent self-transitions
+
+
+def test_new_version_keeps_old_pairs(index: SqliteIndex) -> None:
+    index.record_instance(record("1.1", at=100.0))
+    index.record_plan(
+        "1.2.3",
+        1,
+        pairs_key="k1",
+        plan_json="{}",
+        pairs=[PairRow("1.2.3", 1, "1.1", "1.1", "L", "CC")],
+        as_of=100.0,
+    )
+    for state in (S.READY, S.QUEUED, S.DONE):
+        index.transition("1.2.3", state)
+    assert index.studies_with_new_instances() == []
+    index.record_instance(record("1.5", at=200.0))
+    [late] = index.studies_with_new_instances()
+    assert late.study_uid == "1.2.3"
+    reopened = index.open_new_version("1.2.3")
+    assert reopened.version == 2 and reopened.state == S.RECEIVING and reopened.finished_at is None
+    assert index.pairs("1.2.3") == [] and len(index.pairs("1.2.3", 1)) == 1
+    assert index.record_instance(record("1.6", at=201.0)).study_version == 2
+    with pytest.raises(IllegalTransition, match="version"):
+        index.record_plan("1.2.3", 1, pairs_key="k", plan_json="{}", pairs=[], as_of=1.0)
+
+
+def test_purge_selection(index: SqliteIndex) -> None:
+    index.record_instance(record("1.1"))
+    index.record_plan("1.2.3", 1, pairs_key="k", plan_json="{}", pairs=[], as_of=100.0)
+    for state in (S.READY, S.QUEUED, S.DONE):
+        study = index.transition("1.2.3", state)
+    assert index.due_for_purge(study.finished_at - 1) == []
+    [due] = index.due_for_purge(study.finished_at + 1)
+    index.mark_purged(due.study_uid)
+    assert index.due_for_purge(study.finished_at + 1) == []
+
+
+def test_audit_and_errors(index: SqliteIndex) -> None:
+    aid = index.open_association("ORTHANC", "BRGAN", "127.0.0.1", 4242, False)
+    index.count_association_instance(aid, True)
+    index.count_association_instance(aid, False, "header not readable as DICOM")
+    index.close_association(aid, "released")
+    index.open_association("EVIL", "BRGAN", "10.0.0.9", 1, True, outcome="rejected", failure="x")
+    rejected, first = index.associations()
+    assert rejected.outcome == "rejected" and rejected.ended_at is not None and rejected.tls
+    assert (first.instances_ok, first.instances_failed) == (1, 1)
+    assert first.last_failure == "header not readable as DICOM" and first.outcome == "released"
+    index.record_error("store", "0xC000 header not readable", status=0xC000)
+    assert index.errors()[0].status == 0xC000
+
+
+def test_threads_share_one_index(index: SqliteIndex) -> None:
+    def work(n: int) -> None:
+        for i in range(25):
+            index.record_instance(record(f"{n}.{i}", study=f"9.{n % 3}", at=float(i)))
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(s.instance_count for s in index.studies()) == 200
+
+
+def test_readonly_open(tmp_path: Path) -> None:
+    with pytest.raises(StudyIndexError, match="does not exist"):
+        open_index(tmp_path / "none.sqlite3", readonly=True)
+    rw = open_index(tmp_path / "i.sqlite3")
+    rw.record_instance(record("1.1"))
+    ro = open_index(tmp_path / "i.sqlite3", readonly=True)
+    assert ro.get_study("1.2.3").instance_count == 1
+    with pytest.raises(StudyIndexError, match="read-only"):
+        ro.record_error("x", "y")
+    ro.close()
+    rw.close()
