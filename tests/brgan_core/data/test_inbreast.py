@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import plistlib
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,6 @@ def _release(tmp_path: Path, *, extra_row: bool = True) -> Path:
         _dicom(root / "AllDICOMs" / f"{image_id}_{patient}_MG_{side}_{view}_ANON.dcm")
     touch(root / "AllDICOMs" / "99999999_abcdef_MG_X_CC_ANON.dcm")  # not the pattern
     touch(root / "AllDICOMs" / "30011674_2d3e4f5a6b7c8d9e_MG_L_CC_ANON.dcm")  # not in sheet
-    touch(root / "AllXML" / "22678646.xml")
     lines = [";".join(HEADER)]
     for image_id, _patient, side, view, birads in IMAGES:
         lines.append(
@@ -150,9 +150,9 @@ def test_reads_xls_cells_as_xlrd_returns_them(
     assert opened == [str(root / "INbreast.xls")]  # the .xls is preferred over the CSV
     assert len(report.pairs) == 6
     labels = read_labels(root / "INbreast.xls")
-    assert labels["22678646"] == ("4a", "201001")
-    assert labels["20586908"] == ("2", "201001")
-    assert labels["24055274"] == ("", "201001")
+    assert labels["22678646"] == ("4a", "201001", "b")
+    assert labels["20586908"].birads == "2"
+    assert labels["24055274"] == ("", "201001", "b")
 
 
 def test_patient_with_two_exams_pairs_within_each_date(tmp_path: Path) -> None:
@@ -180,3 +180,43 @@ def test_errors_name_the_problem(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match=r"no \.dcm files"):
         read_inbreast(tmp_path)
     assert inbreast.LABEL_FILES[0] == "INbreast.xls"
+
+
+def _roi(name: str, points: list[str]) -> dict[str, Any]:
+    return {"Name": name, "NumberOfPoints": len(points), "Point_px": points, "Type": 15}
+
+
+def _xml(path: Path, rois: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as handle:
+        plistlib.dump(
+            {"Images": [{"ImageIndex": 0, "NumberOfROIs": len(rois), "ROIs": rois}]}, handle
+        )
+
+
+def test_boxes_from_allxml_on_malignant_images(tmp_path: Path) -> None:
+    root = _release(tmp_path)
+    mass = _roi("Mass", ["(1000.5, 2000)", "(1100, 2050.25)", "(1040, 2100)"])
+    _xml(
+        root / "AllXML" / "22678646.xml",
+        [mass, _roi("Calcification", ["(10, 10)"]), _roi("Cluster", ["(5, 6)", "(9, 8)"])],
+    )
+    _xml(root / "AllXML" / "22678622.xml", [mass])  # BI-RADS 1 image: no malignant box
+    by_id = {p.target.sop_instance_uid: p for p in read_inbreast(root).pairs}
+    malignant = by_id["22678646"]
+    assert malignant.boxes == ((1000.5, 2000.0, 1101.0, 2101.0), (5.0, 6.0, 10.0, 9.0))
+    assert malignant.target.findings == ("mass", "calcification", "cluster")
+    assert malignant.target.density == "b"
+    assert by_id["22678622"].boxes == () and by_id["22678622"].target.findings == ("mass",)
+    assert by_id["22678670"].boxes == ()  # no XML file
+
+
+def test_broken_roi_file_is_an_error(tmp_path: Path) -> None:
+    root = _release(tmp_path)
+    (root / "AllXML").mkdir()
+    (root / "AllXML" / "22678646.xml").write_text("<plist><dict><key>Images</key>")
+    with pytest.raises(DatasetError, match=r"22678646\.xml: not an INbreast ROI file"):
+        read_inbreast(root)
+    _xml(root / "AllXML" / "22678646.xml", [_roi("Mass", ["1000, 2000"])])
+    with pytest.raises(DatasetError, match="no readable Point_px"):
+        read_inbreast(root)
