@@ -10,7 +10,18 @@ but never produces complex parts, and it stays finite for singular covariances (
 samples than feature dimensions), where ``sqrtm`` needs an ``eps·I`` offset.
 
 The paper computes FID between BR-GAN's *features* (target vs contralateral, generated vs
-contralateral, target vs generated): pass pooled feature vectors, one row per image.
+contralateral, target vs generated) and reports a "mean FID ... the average of features
+distribution distances", including a target-generated mean FID "after removing the lesion areas
+from ground truth". Removing *areas* only makes sense if the samples are spatial positions, so
+our reading (:func:`mean_fid`) is: per image, the C-dimensional feature vectors at the H×W
+positions of one map are one sample set, the FID between the two maps of the image is computed,
+optionally leaving out masked positions, and the mean over images is reported. :func:`fid` is
+the usual set-level FID (one pooled vector per image).
+
+With fewer samples than dimensions (e.g. 26×32 positions of 2048 ResNet channels) the trace
+term is computed from the samples instead: ``tr((Σ₁Σ₂)^{1/2})`` is the sum of the singular
+values of ``A Bᵀ / √((n₁−1)(n₂−1))`` with ``A``, ``B`` the centred samples — exact, and an
+n₁×n₂ SVD instead of two D×D eigendecompositions.
 """
 
 from __future__ import annotations
@@ -55,10 +66,60 @@ def feature_statistics(features: ArrayLike) -> tuple[NDArray[np.float64], NDArra
     return f.mean(axis=0), np.atleast_2d(np.cov(f, rowvar=False))
 
 
+def _samples(features: ArrayLike, name: str) -> NDArray[np.float64]:
+    f = np.asarray(features, dtype=np.float64)
+    if f.ndim != 2 or f.shape[0] < 2:
+        raise ValueError(f"{name} must be N×D with N >= 2, got shape {f.shape}")
+    if not np.isfinite(f).all():
+        raise ValueError(f"{name} must be finite (no NaN or inf)")
+    return f
+
+
 def fid(features1: ArrayLike, features2: ArrayLike) -> float:
-    """FID between two feature sets (N₁×D and N₂×D arrays)."""
-    mu1, sigma1 = feature_statistics(features1)
-    mu2, sigma2 = feature_statistics(features2)
-    if mu1.shape != mu2.shape:
-        raise ValueError(f"feature dimensions differ: {mu1.shape[0]} vs {mu2.shape[0]}")
-    return frechet_distance(mu1, sigma1, mu2, sigma2)
+    """FID between two feature sets (N₁×D and N₂×D arrays, one sample per row)."""
+    f1, f2 = _samples(features1, "features1"), _samples(features2, "features2")
+    if f1.shape[1] != f2.shape[1]:
+        raise ValueError(f"feature dimensions differ: {f1.shape[1]} vs {f2.shape[1]}")
+    n1, n2, d = f1.shape[0], f2.shape[0], f1.shape[1]
+    if max(n1, n2) >= d:
+        return frechet_distance(*feature_statistics(f1), *feature_statistics(f2))
+    mu1, mu2 = f1.mean(axis=0), f2.mean(axis=0)
+    a, b = f1 - mu1, f2 - mu2
+    trace1 = float((a * a).sum() / (n1 - 1))
+    trace2 = float((b * b).sum() / (n2 - 1))
+    covmean_trace = float(linalg.svdvals(a @ b.T).sum() / np.sqrt((n1 - 1) * (n2 - 1)))
+    diff = mu1 - mu2
+    return max(float(diff @ diff + trace1 + trace2 - 2 * covmean_trace), 0.0)
+
+
+def _positions(maps: NDArray[np.float64], masks: ArrayLike | None, i: int) -> NDArray:
+    samples = maps[i].reshape(maps.shape[1], -1).T  # (H·W) × C
+    if masks is None:
+        return samples
+    keep = np.asarray(masks[i], dtype=bool).reshape(-1)  # type: ignore[index]
+    if keep.size != samples.shape[0]:
+        raise ValueError(f"mask {i} has {keep.size} positions, the feature map {samples.shape[0]}")
+    return samples[keep]
+
+
+def mean_fid(
+    maps1: ArrayLike,
+    maps2: ArrayLike,
+    *,
+    masks1: ArrayLike | None = None,
+    masks2: ArrayLike | None = None,
+) -> float:
+    """Mean over images of the FID between two feature maps' spatial positions.
+
+    ``maps1``, ``maps2``: N×C×H×W feature maps (e.g. f_T and f_H of the same images).
+    ``masks1``, ``masks2``: optional N×H×W booleans at feature resolution; only ``True``
+    positions are used (pass ``~lesion_mask`` to leave the ground-truth lesion areas out).
+    """
+    m1 = np.asarray(maps1, dtype=np.float64)
+    m2 = np.asarray(maps2, dtype=np.float64)
+    if m1.ndim != 4 or m2.ndim != 4 or m1.shape[:2] != m2.shape[:2] or m1.shape[0] == 0:
+        raise ValueError(
+            f"feature maps must be N×C×H×W with the same N and C, got {m1.shape} and {m2.shape}"
+        )
+    values = [fid(_positions(m1, masks1, i), _positions(m2, masks2, i)) for i in range(m1.shape[0])]
+    return float(np.mean(values))

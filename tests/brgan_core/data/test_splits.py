@@ -77,3 +77,38 @@ def test_split_property(ids: list[str], seed: int, rnd: random.Random) -> None:
     n = len(set(ids))
     counts = Counter(assignment.values())
     assert abs(counts["train"] - 0.8 * n) <= 2
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 25), st.sampled_from("LR"), st.sampled_from(["CC", "MLO"])),
+        max_size=80,
+        unique=True,
+    ),
+    st.sets(st.integers(0, 25)),
+    st.integers(0, 1000),
+    st.randoms(use_true_random=False),
+)
+def test_split_pairs_property(
+    views: list[tuple[int, str, str]], malignant: set[int], seed: int, rnd: random.Random
+) -> None:
+    records = [
+        image(f"p{i}", side, view, label=int(i in malignant and side == "L"))
+        for i, side, view in views
+    ]
+    pairs = pair_images(records).pairs
+    splits = split_pairs(pairs, seed=seed)
+    where: dict[str, set[str]] = {}
+    for name in SPLIT_NAMES:
+        for pair in splits[name]:
+            where.setdefault(pair.patient_id, set()).add(name)
+    assert all(len(names) == 1 for names in where.values())  # never a patient in two splits
+    assert sum(len(splits[n]) for n in SPLIT_NAMES) == len(pairs)
+    shuffled = list(pairs)
+    rnd.shuffle(shuffled)
+    again = split_pairs(shuffled, seed=seed)
+    for name in SPLIT_NAMES:
+        assert sorted(str(p.target.path) for p in again[name]) == sorted(
+            str(p.target.path) for p in splits[name]
+        )

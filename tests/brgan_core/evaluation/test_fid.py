@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import linalg
 
-from brgan_core.evaluation.fid import feature_statistics, fid, frechet_distance
+from brgan_core.evaluation.fid import feature_statistics, fid, frechet_distance, mean_fid
 
 
 def _sqrtm_reference(mu1, s1, mu2, s2) -> float:  # type: ignore[no-untyped-def]
@@ -63,3 +63,32 @@ def test_refuses_bad_shapes() -> None:
         fid(np.zeros((3, 2)), np.zeros((3, 4)))
     with pytest.raises(ValueError, match="shapes do not match"):
         frechet_distance([0, 0], np.eye(3), [0, 0], np.eye(2))
+
+
+def test_few_samples_path_equals_the_covariance_formula() -> None:
+    rng = np.random.default_rng(3)
+    f1 = rng.normal(size=(12, 40))
+    f2 = rng.normal(size=(15, 40)) @ rng.normal(size=(40, 40)) * 0.3 + 0.5
+    expected = frechet_distance(*feature_statistics(f1), *feature_statistics(f2))
+    assert fid(f1, f2) == pytest.approx(expected, rel=1e-7)
+
+
+def test_mean_fid_over_spatial_positions() -> None:
+    rng = np.random.default_rng(4)
+    target = rng.normal(size=(3, 8, 6, 5))
+    generated = target.copy()
+    generated[:, :, 0:2, 0:2] += 10.0  # the "lesion" area differs
+    assert mean_fid(target, target) == pytest.approx(0.0, abs=1e-9)
+    assert mean_fid(target, generated) > 1.0
+    healthy = np.ones((3, 6, 5), dtype=bool)
+    healthy[:, 0:2, 0:2] = False
+    assert mean_fid(target, generated, masks1=healthy, masks2=healthy) == pytest.approx(
+        0.0, abs=1e-9
+    )
+    # one image's value is the FID of its positions
+    one = fid(target[0].reshape(8, -1).T, generated[0].reshape(8, -1).T)
+    assert mean_fid(target[:1], generated[:1]) == pytest.approx(one)
+    with pytest.raises(ValueError, match="N×C×H×W"):
+        mean_fid(target, target[:, :4])
+    with pytest.raises(ValueError, match="positions"):
+        mean_fid(target, target, masks1=np.ones((3, 2, 2), dtype=bool))
