@@ -120,6 +120,12 @@ class Settings(BaseSettings):
         default=None, description="Model version to use; default: the registry's active one."
     )
     device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="Worker device.")
+    requeue_after: float = Field(
+        default=900.0,
+        ge=0,
+        description="Seconds a queued task may stay unknown to the result backend before it is "
+        "re-sent (broker flushed or restarted).",
+    )
 
     # -- logging -----------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -1,0 +1,138 @@
+"""``brgan models``: register, activate and roll back model versions.
+
+The active version is the one the coordinator names in every task and workers load (hash
+verified). The registry lives in ``registry_dir`` (default ``<data_dir>/models``), a folder
+workers on other hosts can mount read-only.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from brgan_core.checkpoint import CheckpointError, CheckpointInfo
+from brgan_core.registry import Registry
+from plugin.cli.context import state
+
+app = typer.Typer(
+    help=(
+        "Model versions: register a checkpoint, activate it for the workers, roll back.\n\n"
+        "Each checkpoint is copied into the registry and its sha256 recorded; a file whose "
+        "bytes change afterwards, or whose config this code cannot build, is refused."
+    ),
+    no_args_is_help=True,
+)
+
+
+def _registry(ctx: typer.Context) -> Registry:
+    return Registry(state(ctx).settings().registry_path)
+
+
+def validate_buildable(info: CheckpointInfo) -> None:
+    """Refuse a checkpoint whose model config this version of the code cannot build."""
+    from brgan_core.model import BRGANConfig
+
+    try:
+        BRGANConfig.from_dict(info.model_config)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise CheckpointError(
+            f"this brgan-pacs cannot build the checkpoint's model: {exc}"
+        ) from exc
+
+
+@app.command("list")
+def list_versions(ctx: typer.Context) -> None:
+    """List registered versions; the active one is marked with *."""
+    registry = _registry(ctx)
+    active = registry.active_version()
+    table = Table(title=f"models in {registry.root}")
+    for column in (
+        "",
+        "version",
+        "sha256",
+        "backbone",
+        "val AUC",
+        "threshold",
+        "registered",
+        "note",
+    ):
+        table.add_column(column)
+    for entry in registry.versions():
+        auc = entry.metrics.get("auc")
+        table.add_row(
+            "*" if entry.version == active else "",
+            entry.version,
+            entry.sha256[:12],
+            entry.backbone,
+            f"{auc:.3f}" if isinstance(auc, int | float) else "",
+            "" if entry.threshold is None else f"{entry.threshold:.3f}",
+            entry.registered[:10],
+            "yes" if entry.research_only else "",
+        )
+    Console().print(table)
+    if active is None:
+        typer.echo("no active version: run `brgan models activate VERSION`")
+    if any(v.research_only for v in registry.versions()):
+        typer.echo("demo = research-only model trained on synthetic data; not for clinical use")
+
+
+@app.command("register")
+def register(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="Checkpoint file written by `brgan train`.")],
+    activate: Annotated[bool, typer.Option(help="Also make it the active version.")] = False,
+) -> None:
+    """Copy a checkpoint into the registry as a new version (sha256 recorded)."""
+    registry = _registry(ctx)
+    entry, created = registry.register(path, validate=validate_buildable)
+    verb = "registered" if created else "already registered as"
+    typer.echo(f"{verb} {entry.version} (sha256 {entry.sha256})")
+    if activate:
+        registry.activate(entry.version)
+        typer.echo(f"active version: {entry.version}")
+
+
+@app.command("activate")
+def activate(ctx: typer.Context, version: Annotated[str, typer.Argument(help="e.g. v3")]) -> None:
+    """Make VERSION the one workers load; its hash is verified first."""
+    entry = _registry(ctx).activate(version)
+    typer.echo(f"active version: {entry.version} (sha256 {entry.sha256[:12]})")
+
+
+@app.command("rollback")
+def rollback(ctx: typer.Context) -> None:
+    """Re-activate the version that was active before the current one."""
+    entry = _registry(ctx).rollback()
+    typer.echo(f"rolled back; active version: {entry.version} (sha256 {entry.sha256[:12]})")
+
+
+@app.command("show")
+def show(ctx: typer.Context, version: Annotated[str, typer.Argument(help="e.g. v3")]) -> None:
+    """Everything recorded about VERSION, after verifying its file's sha256."""
+    from brgan_core.checkpoint import read_info
+
+    registry = _registry(ctx)
+    entry, path = registry.resolve(version)
+    info = read_info(path)
+    shown = {
+        "version": entry.version,
+        "active": registry.active_version() == entry.version,
+        "sha256": entry.sha256,
+        "file": str(path),
+        "registered": entry.registered,
+        "research_only": info.research_only,
+        "threshold": info.threshold,
+        "temperature": info.temperature,
+        "metrics": info.metrics,
+        "model_config": info.model_config,
+        "preprocessing": info.preprocessing,
+        "data_fingerprint": info.data_fingerprint,
+        "created": info.created,
+        "notes": info.notes,
+    }
+    typer.echo(json.dumps(shown, indent=2))

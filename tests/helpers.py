@@ -1,0 +1,52 @@
+"""Builders shared by tests of several packages: a registered tiny model, synthetic studies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+TINY_INPUT_SIZE = (64, 52)
+
+
+def make_tiny_registry(root: Path, seed: int = 0) -> tuple[str, str]:
+    """Register and activate an untrained tiny BR-GAN (real weights, real outputs) in ``root``.
+
+    Untrained on purpose: plumbing tests check that real scores flow through the system, not
+    what they are. Returns ``(version, sha256)``.
+    """
+    import torch
+
+    from brgan_core.checkpoint import CheckpointInfo, save_checkpoint
+    from brgan_core.model import BRGANConfig, build_model
+    from brgan_core.registry import Registry
+
+    torch.manual_seed(seed)
+    config = BRGANConfig.preset("brgan", backbone="tiny")
+    model = build_model(config)
+    info = CheckpointInfo(
+        model_config=config.to_dict(),
+        preprocessing={"size": list(TINY_INPUT_SIZE)},
+        metrics={"auc": 0.5},
+        threshold=0.5,
+        research_only=True,
+        notes="untrained tiny model for tests",
+    )
+    checkpoint = root.parent / f"{root.name}-tiny.safetensors"
+    save_checkpoint(checkpoint, model.state_dict(), info)
+    registry = Registry(root)
+    entry, _ = registry.register(checkpoint)
+    registry.activate(entry.version)
+    return entry.version, entry.sha256
+
+
+def write_synth_studies(out: Path, patients: int = 1, seed: int = 3) -> list[dict[str, str]]:
+    """Write ``patients`` small 4-view synthetic studies (bench-cpu size); manifest rows."""
+    import csv
+
+    from brgan_core.synth import get_preset, write_dataset
+
+    manifest = write_dataset(out, patients, get_preset("bench-cpu"), seed)
+    with manifest.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        row["path"] = str((manifest.parent / row["path"]).resolve())
+    return rows

@@ -1,0 +1,75 @@
+"""``brgan models``: register, activate, list, show, rollback; refusals are one clear line."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from brgan_core.checkpoint import CheckpointInfo, save_checkpoint
+from brgan_core.model import BRGANConfig, build_model
+from plugin.cli.main import main
+
+
+def _checkpoint(path: Path, seed: int, config: dict | None = None) -> Path:
+    torch.manual_seed(seed)
+    cfg = BRGANConfig.preset("brgan", backbone="tiny")
+    save_checkpoint(
+        path,
+        build_model(cfg).state_dict(),
+        CheckpointInfo(model_config=config or cfg.to_dict(), preprocessing={"size": [64, 52]}),
+    )
+    return path
+
+
+def _run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
+def test_models_lifecycle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("BRGAN_DATA_DIR", str(tmp_path / "data"))
+    code, out = _run(["models", "register", str(_checkpoint(tmp_path / "a.st", 1))], capsys)
+    assert code == 0 and "registered v1" in out
+    code, out = _run(
+        ["models", "register", "--activate", str(_checkpoint(tmp_path / "b.st", 2))], capsys
+    )
+    assert code == 0 and "active version: v2" in out
+    code, out = _run(["models", "activate", "v1"], capsys)
+    code, out = _run(["models", "activate", "v2"], capsys)
+    code, out = _run(["models", "rollback"], capsys)
+    assert code == 0 and "active version: v1" in out
+    code, out = _run(["models", "show", "v1"], capsys)
+    shown = json.loads(out)
+    assert shown["active"] is True and shown["model_config"]["backbone"] == "tiny"
+    code, out = _run(["models", "list"], capsys)
+    assert code == 0 and "v2" in out and "research-only" in out
+
+
+def test_unbuildable_and_tampered_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("BRGAN_DATA_DIR", str(tmp_path / "data"))
+    bad = _checkpoint(tmp_path / "bad.st", 1, config={"backbone": "vgg99"})
+    code, out = _run(["models", "register", str(bad)], capsys)
+    assert code == 2
+    assert "cannot build the checkpoint's model" in out and "Traceback" not in out
+
+    _run(["models", "register", "--activate", str(_checkpoint(tmp_path / "ok.st", 3))], capsys)
+    stored = tmp_path / "data" / "models" / "v1" / "model.safetensors"
+    os.chmod(stored, 0o644)
+    data = bytearray(stored.read_bytes())
+    data[-1] ^= 0xFF
+    stored.write_bytes(bytes(data))
+    code, out = _run(["models", "show", "v1"], capsys)
+    assert code == 2 and "was modified" in out

@@ -1,0 +1,106 @@
+"""The worker's analysis of one payload: real DICOM, real (untrained tiny) model, real scores."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from brgan_core.checkpoint import CheckpointError
+from plugin.config import load_settings
+from plugin.worker.analysis import PayloadError, analyze_study_payload
+from tests.helpers import make_tiny_registry, write_synth_studies
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[str, str]]]:
+    root = tmp_path_factory.mktemp("worker")
+    rows = write_synth_studies(root / "synth", patients=1)
+    return root, rows
+
+
+def _payload(rows: list[dict[str, str]], version: str, sha256: str) -> dict:
+    by_view = {(r["laterality"], r["view"]): r for r in rows}
+    pairs = []
+    for (side, view), row in sorted(by_view.items()):
+        other = by_view[("R" if side == "L" else "L", view)]
+        pairs.append(
+            {
+                "target": {"sop_instance_uid": row["sop_instance_uid"], "path": row["path"]},
+                "contralateral": {
+                    "sop_instance_uid": other["sop_instance_uid"],
+                    "path": other["path"],
+                },
+                "laterality": side,
+                "view": view,
+            }
+        )
+    return {
+        "schema": 1,
+        "study_uid": rows[0]["study_uid"],
+        "study_version": 1,
+        "model": {"version": version, "sha256": sha256},
+        "pairs": pairs,
+    }
+
+
+def test_four_pairs_scored(study: tuple[Path, list[dict[str, str]]]) -> None:
+    root, rows = study
+    settings = load_settings(data_dir=root / "data")
+    version, sha = make_tiny_registry(settings.registry_path)
+    result = analyze_study_payload(_payload(rows, version, sha), settings, task_id="t1")
+    json.dumps(result)  # the result travels as JSON
+    assert len(result["images"]) == 4 and result["not_analyzed"] == []
+    for image in result["images"]:
+        assert 0.0 <= image["p_malignant"] <= 1.0
+        heatmap = np.asarray(Image.open(image["heatmap_path"]))
+        source = next(r for r in rows if r["sop_instance_uid"] == image["sop_instance_uid"])
+        import pydicom
+
+        ds = pydicom.dcmread(source["path"], stop_before_pixels=True)
+        assert heatmap.shape == (ds.Rows, ds.Columns)  # mapped back onto the original grid
+        if image["region"] is not None:
+            x0, y0, x1, y1 = image["region"]
+            assert 0 <= x0 < x1 <= ds.Columns and 0 <= y0 < y1 <= ds.Rows
+    scores = [i["p_malignant"] for i in result["images"]]
+    assert result["exam"] == pytest.approx(max(scores))
+    assert result["model"]["research_only"] is True
+    assert result["timings"]["total_s"] > 0
+
+
+def test_undecodable_image_is_not_analyzed_with_reason(
+    study: tuple[Path, list[dict[str, str]]], tmp_path: Path
+) -> None:
+    _, rows = study
+    settings = load_settings(data_dir=tmp_path / "data")
+    version, sha = make_tiny_registry(settings.registry_path)
+    payload = _payload(rows, version, sha)
+    broken = tmp_path / "broken.dcm"
+    broken.write_bytes(b"DICM but not really")
+    payload["pairs"][0]["target"]["path"] = str(broken)
+    result = analyze_study_payload(payload, settings, task_id="t2")
+    bad_uid = payload["pairs"][0]["target"]["sop_instance_uid"]
+    reasons = {n["sop_instance_uid"]: n["reason"] for n in result["not_analyzed"]}
+    assert "cannot decode" in reasons[bad_uid]
+    # its contralateral's own pair cannot be scored either, and says why
+    partner = payload["pairs"][0]["contralateral"]["sop_instance_uid"]
+    assert "contralateral view could not be decoded" in reasons[partner]
+    assert len(result["images"]) == 2
+
+
+def test_wrong_model_hash_is_refused(study: tuple[Path, list[dict[str, str]]], tmp_path) -> None:
+    _, rows = study
+    settings = load_settings(data_dir=tmp_path / "data")
+    version, _ = make_tiny_registry(settings.registry_path)
+    with pytest.raises(CheckpointError, match="registries differ"):
+        analyze_study_payload(_payload(rows, version, "0" * 64), settings)
+
+
+def test_malformed_payload_names_the_key(tmp_path: Path) -> None:
+    with pytest.raises(PayloadError, match="'pairs'"):
+        analyze_study_payload(
+            {"schema": 1, "study_uid": "1.2", "model": {}}, load_settings(data_dir=tmp_path)
+        )
