@@ -2,13 +2,17 @@
 
 A patient's rank is the SHA-256 of ``"<seed>:<patient_id>"``, so the split depends only on
 the set of patients and the seed — not on the order of the input, the Python version or
-``PYTHONHASHSEED`` — and no patient ever lands in two splits. By default malignant patients
-(any image labelled 1) and the others are split separately, so each split keeps about the
-dataset's share of malignant patients.
+``PYTHONHASHSEED`` — and no patient ever lands in two splits.
 
 Split sizes are the ratios times the number of patients, rounded by largest remainder; when
 there are at least as many patients as splits, every split with a ratio above zero gets at
 least one patient.
+
+Stratification (default in :func:`split_pairs`): malignant patients (any image labelled 1) and
+the others are each ranked by hash; every patient gets its quantile within its stratum,
+``(rank + 0.5) / stratum size``, and the whole list, sorted by quantile, is cut at the split
+sizes. The split sizes stay exact and each split keeps about the dataset's share of malignant
+patients.
 """
 
 from __future__ import annotations
@@ -82,14 +86,18 @@ def split_patients(
         stratum = int(labels.get(patient, 0)) if labels is not None else 0
         groups.setdefault(stratum, []).append(patient)
 
+    keyed: list[tuple[float, str, str]] = []
+    for members in groups.values():
+        ranked = sorted(members, key=lambda p: (_rank(seed, p), p))
+        keyed.extend(((i + 0.5) / len(ranked), _rank(seed, p), p) for i, p in enumerate(ranked))
+    ordered = [p for *_, p in sorted(keyed)]
+
     assignment: dict[str, str] = {}
-    for stratum in sorted(groups):
-        ranked = sorted(groups[stratum], key=lambda p: (_rank(seed, p), p))
-        start = 0
-        for name, size in zip(SPLIT_NAMES, _sizes(len(ranked), ratios), strict=True):
-            for patient in ranked[start : start + size]:
-                assignment[patient] = name
-            start += size
+    start = 0
+    for name, size in zip(SPLIT_NAMES, _sizes(len(ordered), ratios), strict=True):
+        for patient in ordered[start : start + size]:
+            assignment[patient] = name
+        start += size
     return assignment
 
 

@@ -35,6 +35,12 @@ def test_stratified_by_patient_label() -> None:
     assignment = split_patients(ids, labels=labels)
     malignant = Counter(assignment[p] for p in ids if labels[p])
     assert malignant == {"train": 16, "val": 2, "test": 2}
+    assert Counter(assignment.values()) == {"train": 80, "val": 10, "test": 10}
+    # small and unbalanced: the sizes stay 8:1:1 of the whole, each stratum is spread
+    small = [f"q{i}" for i in range(10)]
+    assignment = split_patients(small, labels={p: int(i < 5) for i, p in enumerate(small)})
+    assert Counter(assignment.values()) == {"train": 8, "val": 1, "test": 1}
+    assert Counter(assignment[p] for p in small[:5])["train"] == 4
 
 
 @pytest.mark.parametrize("ratios", [(0.5, 0.5), (0.8, 0.1, 0.2), (1.1, -0.05, -0.05)])
@@ -56,7 +62,7 @@ def test_split_pairs_keeps_patients_together() -> None:
         for pair in splits[name]:
             assert seen.setdefault(pair.patient_id, name) == name
     assert sum(len(splits[n]) for n in SPLIT_NAMES) == 120
-    assert 88 <= len(splits.train) <= 100  # 8:1:1 per stratum, rounded
+    assert len(splits.train) == 96  # 24 of 30 patients, 4 pairs each
     with pytest.raises(KeyError):
         splits["holdout"]
 
