@@ -1,11 +1,13 @@
 """CAM top-1 localization error (paper Table 2; ILSVRC style at an IoU threshold of 0.1).
 
-From a class activation map to a box (:func:`cam_to_box`): keep the pixels whose activation
-is at least ``fraction`` of the peak, take the connected region (8-connectivity) that holds the
-peak, and return its bounding box. The default ``fraction`` 0.5 is the region DESIGN.md reports
-to radiologists ("the connected area where the CAM is ≥ 50% of its peak, around the peak"), so
-the metric measures the region the service shows; Zhou et al. (CAM, CVPR 2016) used 0.2 — pass
-``fraction=0.2`` to reproduce that. The paper does not say which it used.
+From a class activation map to a box (:func:`cam_to_box`): min–max normalize the map, keep the
+pixels at or above ``fraction`` of the peak, take the connected region (4-connectivity) that
+holds the peak, and return its bounding box. This is the region the service reports to
+radiologists (DESIGN.md: "the connected area where the CAM is ≥ 50% of its peak, around the
+peak"; :func:`brgan_core.inference.region_box`, same default ``fraction`` 0.5 and the same
+connectivity; the model's CAMs are already min–max normalized, so both agree), so the metric
+measures what the service shows. Zhou et al. (CAM, CVPR 2016) used 0.2 — pass ``fraction=0.2``
+to reproduce that. The paper does not say which it used.
 
 Top-1 localization error (:func:`localization_error`) over the *malignant* images that have at
 least one ground-truth box: an image is localized when its predicted box has IoU ≥ ``t`` with
@@ -28,8 +30,6 @@ from numpy.typing import ArrayLike
 from scipy import ndimage
 
 from brgan_core.data.records import Box
-
-_EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ def cam_to_box(
         return None
     # Threshold relative to the map's range so that negative CAM values do not matter.
     level = low + fraction * (peak - low)
-    regions, _ = ndimage.label(a >= level, structure=_EIGHT_CONNECTED)
+    regions, _ = ndimage.label(a >= level)  # 4-connectivity, as brgan_core.inference
     peak_row, peak_col = np.unravel_index(int(np.argmax(a)), a.shape)
     rows, cols = np.nonzero(regions == regions[peak_row, peak_col])
     sy, sx = (1.0, 1.0)

@@ -19,11 +19,12 @@ def test_box_of_the_connected_region_around_the_peak() -> None:
     assert cam_to_box(_cam(), fraction=0.6) == (6.0, 3.0, 7.0, 4.0)  # only the peak cell
 
 
-def test_diagonal_neighbours_are_connected() -> None:
+def test_four_connectivity_like_the_service_region() -> None:
     cam = np.zeros((5, 5))
     cam[1, 1] = 1.0
-    cam[2, 2] = 0.9
-    assert cam_to_box(cam) == (1.0, 1.0, 3.0, 3.0)
+    cam[2, 2] = 0.9  # diagonal only: a separate region
+    cam[1, 0] = 0.8  # edge neighbour: same region
+    assert cam_to_box(cam) == (0.0, 1.0, 2.0, 2.0)
 
 
 def test_box_scaled_to_the_image() -> None:
