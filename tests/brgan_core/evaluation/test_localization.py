@@ -106,3 +106,12 @@ def test_refuses_inconsistent_input() -> None:
         localization_error([_point_cam(0, 0)], [], [1], [1])
     with pytest.raises(ValueError, match="no malignant image"):
         localization_error([_point_cam(0, 0)], [[(0, 0, 1, 1)]], [0], [0])
+
+
+def test_same_box_as_the_service_region() -> None:
+    """The metric scores the region the service reports (brgan_core.inference.region_box)."""
+    inference = pytest.importorskip("brgan_core.inference")
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        cam = rng.random((12, 9)) ** 3
+        assert cam_to_box(cam) == tuple(float(v) for v in inference.region_box(cam))
