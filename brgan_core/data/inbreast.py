@@ -87,8 +87,19 @@ def _rows_from_xls(path: Path) -> list[dict[str, Any]]:
         sheet = xlrd.open_workbook(str(path)).sheet_by_index(0)
     except xlrd.XLRDError as exc:
         raise DatasetError(f"{path}: cannot read the workbook ({exc})") from None
-    header = [_cell_text(v) for v in sheet.row_values(0)]
-    return [dict(zip(header, sheet.row_values(i), strict=False)) for i in range(1, sheet.nrows)]
+    # The header is the first row naming the ImageID column (title rows may come before it).
+    first = next(
+        (
+            i
+            for i in range(min(sheet.nrows, 10))
+            if ID_COLUMN in (_cell_text(v) for v in sheet.row_values(i))
+        ),
+        0,
+    )
+    header = [_cell_text(v) for v in sheet.row_values(first)] if sheet.nrows else []
+    return [
+        dict(zip(header, sheet.row_values(i), strict=False)) for i in range(first + 1, sheet.nrows)
+    ]
 
 
 def _rows_from_csv(path: Path) -> list[dict[str, Any]]:

@@ -121,7 +121,7 @@ def test_reads_xls_cells_as_xlrd_returns_them(
     import xlrd
 
     rows = (
-        [HEADER]
+        [["INbreast", "", "", "", "", "", "", ""], HEADER]  # a title row above the header
         + [
             [
                 "removed",
@@ -219,4 +219,11 @@ def test_broken_roi_file_is_an_error(tmp_path: Path) -> None:
         read_inbreast(root)
     _xml(root / "AllXML" / "22678646.xml", [_roi("Mass", ["1000, 2000"])])
     with pytest.raises(DatasetError, match="no readable Point_px"):
+        read_inbreast(root)
+
+
+def test_unreadable_workbook(tmp_path: Path) -> None:
+    root = _release(tmp_path)
+    (root / "INbreast.xls").write_bytes(b"not a workbook")
+    with pytest.raises(DatasetError, match="cannot read the workbook"):
         read_inbreast(root)
