@@ -10,7 +10,7 @@ from sklearn.metrics import roc_auc_score
 from torch import Tensor, nn
 
 from brgan_core.model import BRGAN, PRESETS, Batch, BRGANConfig, Prediction, build_model
-from tests.brgan_core.model.conftest import synthetic_pairs
+from tests.brgan_core.model.helpers import synthetic_pairs
 
 GENERATOR_KEYS = {
     "vanilla": {"cls"},
