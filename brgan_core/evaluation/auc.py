@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -36,18 +37,13 @@ class AucResult:
         return f"{self.auc:.3f} [{self.ci_low:.3f}, {self.ci_high:.3f}]"
 
 
-@dataclass(frozen=True)
-class DelongResult:
-    """DeLong test of H0: AUC1 = AUC2 (two-sided)."""
+class DelongResult(NamedTuple):
+    """DeLong test of H0: AUC1 = AUC2 (two-sided); unpacks as ``auc1, auc2, z, p``."""
 
     auc1: float
     auc2: float
     z: float
     p: float
-
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        """Unpack as ``auc1, auc2, z, p``."""
-        return iter((self.auc1, self.auc2, self.z, self.p))
 
 
 def _check(y_true: ArrayLike, *scores: ArrayLike) -> tuple[NDArray[np.bool_], list[NDArray]]:

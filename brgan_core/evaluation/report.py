@@ -115,11 +115,20 @@ def markdown_report(
 
 
 def write_report(
-    path: str | Path, evaluations: Sequence[ModelEvaluation], **kwargs: object
+    path: str | Path,
+    evaluations: Sequence[ModelEvaluation],
+    *,
+    title: str = "Evaluation",
+    reference: str | None = None,
+    notes: Sequence[str] = (),
+    images: Mapping[str, str] | None = None,
 ) -> Path:
-    """Write :func:`markdown_report` to ``path``; keyword arguments go to it."""
+    """Write :func:`markdown_report` to ``path``."""
     path = Path(path)
-    path.write_text(markdown_report(evaluations, **kwargs), encoding="utf-8")  # type: ignore[arg-type]
+    text = markdown_report(
+        evaluations, title=title, reference=reference, notes=notes, images=images
+    )
+    path.write_text(text, encoding="utf-8")
     return path
 
 
