@@ -134,7 +134,7 @@ def _source_name(ds: Dataset, source: str | Path | None) -> str:
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
-    return " ".join(line.strip() for line in text.splitlines() if line.strip())[:400]
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip())[:400]
 
 
 def _transfer_syntax(ds: Dataset) -> tuple[str, str]:
