@@ -52,13 +52,15 @@ def make_celery(settings: Settings) -> Celery:
     else:
         broker = settings.broker_url.get_secret_value()
         backend = (settings.result_backend or settings.broker_url).get_secret_value()
+        if backend.startswith(("redis://", "rediss://")):
+            backend = f"plugin.queue.backends:PollingRedisBackend+{backend}"
         transport_options = {"visibility_timeout": 3600}
     app.conf.update(
         broker_url=broker,
         result_backend=backend,
         broker_transport_options=transport_options,
         broker_connection_retry_on_startup=True,
-        broker_connection_timeout=5,
+        broker_connection_timeout=2,
         redis_socket_connect_timeout=5,
         redis_socket_timeout=30,
         result_backend_transport_options={"retry_policy": {"timeout": 5.0}},

@@ -13,7 +13,10 @@ def test_safety_settings_redis(monkeypatch) -> None:
     app = make_celery(load_settings())
     conf = app.conf
     assert conf.broker_url == "redis://127.0.0.1:6379/5"
-    assert conf.result_backend == "redis://127.0.0.1:6379/5"
+    assert conf.result_backend.endswith("+redis://127.0.0.1:6379/5")
+    from plugin.queue.backends import PollingRedisBackend
+
+    assert isinstance(app.backend, PollingRedisBackend)
     assert conf.task_serializer == "json" and conf.result_serializer == "json"
     assert list(conf.accept_content) == ["json"]
     assert conf.task_acks_late and conf.task_reject_on_worker_lost

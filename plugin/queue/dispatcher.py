@@ -1,0 +1,234 @@
+"""The coordinator's side of the queue: send ready studies, collect results, re-queue lost ones.
+
+DESIGN.md data flow step 5 and "Who owns state": the index is the source of truth. The
+dispatcher
+
+* turns a ``ready`` study into one ``brgan.analyze_study`` task (payload = UIDs, spool paths and
+  the model version + sha256, never pixels) with an idempotent task id, and moves it to
+  ``queued``; when the broker is unreachable the study simply stays ``ready`` and is tried again
+  on the next pass (the listener keeps receiving meanwhile);
+* collects each queued/running study's result from the Celery result backend (the one channel
+  back from workers) and records the scores: ``done`` when every pair was scored,
+  ``partially_analyzed`` when some targets could not be analyzed (each with its reason),
+  ``failed`` when the task failed;
+* re-sends a task that vanished (broker flushed or restarted without persistence, worker lost):
+  a queued study whose task is still unknown to the backend after ``requeue_after`` seconds is
+  sent again under the same id (idempotent).
+
+It never imports torch: tasks are sent by name.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from celery import Celery
+
+from brgan_core.checkpoint import CheckpointError
+from brgan_core.registry import Registry
+from plugin.config import Settings
+from plugin.index import Index, StudyRow, StudyState
+from plugin.logging import get_logger
+from plugin.queue.app import make_celery, send_analyze_study, task_id_for
+from plugin.worker.analysis import PAYLOAD_SCHEMA
+
+log = get_logger(__name__)
+
+# Broker/back-end faults we ride out (the study stays where it is and is retried).
+_TRANSIENT: tuple[type[BaseException], ...] = (OSError, ConnectionError, TimeoutError)
+try:  # kombu and redis wrap socket errors in their own types
+    import kombu.exceptions
+    import redis.exceptions
+
+    _TRANSIENT = (
+        *_TRANSIENT,
+        kombu.exceptions.OperationalError,
+        redis.exceptions.RedisError,
+    )
+except ImportError:  # pragma: no cover - both are hard dependencies
+    pass
+
+
+class Dispatcher:
+    """Queue ready studies and record results; plugs into the coordinator's hooks."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        index: Index,
+        app: Celery | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.index = index
+        self.app = app or make_celery(settings)
+        self.registry = Registry(settings.registry_path)
+        self.clock = clock
+        self._queued_at: dict[str, float] = {}
+        self._last_error: dict[str, str] = {}
+
+    # -- coordinator hooks ----------------------------------------------------------------
+    def on_study_ready(self, study_uid: str, version: int) -> None:
+        """Queue one ready study (coordinator hook). Never raises on a broker outage."""
+        study = self.index.get_study(study_uid)
+        if study is None or study.state != StudyState.READY or study.version != version:
+            return
+        pairs = self.index.pairs(study_uid, version)
+        if not pairs:
+            self.index.transition(
+                study_uid,
+                StudyState.PARTIALLY_ANALYZED,
+                expected=StudyState.READY,
+                error="no analyzable pair: every image is listed as not analyzed with its reason",
+            )
+            log.info("study_without_pairs", study_uid=study_uid, version=version)
+            return
+        try:
+            model_version, sha256 = self._model()
+        except CheckpointError as exc:
+            self._error_once(study, f"not queued: {exc}")
+            return
+        paths = {row.sop_instance_uid: row.path for row in self.index.instances(study_uid)}
+        payload = {
+            "schema": PAYLOAD_SCHEMA,
+            "study_uid": study_uid,
+            "study_version": version,
+            "model": {"version": model_version, "sha256": sha256},
+            "pairs": [
+                {
+                    "target": {"sop_instance_uid": p.target_uid, "path": paths[p.target_uid]},
+                    "contralateral": {
+                        "sop_instance_uid": p.contralateral_uid,
+                        "path": paths[p.contralateral_uid],
+                    },
+                    "laterality": p.laterality,
+                    "view": p.view,
+                }
+                for p in pairs
+            ],
+        }
+        uids = sorted({p.target_uid for p in pairs} | {p.contralateral_uid for p in pairs})
+        task_id = task_id_for(f"{study_uid}#v{version}", uids, model_version)
+        try:
+            send_analyze_study(self.app, payload, task_id)
+        except _TRANSIENT as exc:
+            self._error_once(study, f"broker unreachable, will retry: {type(exc).__name__}")
+            return
+        self.index.transition(
+            study_uid,
+            StudyState.QUEUED,
+            expected=StudyState.READY,
+            task_id=task_id,
+            model_version=model_version,
+        )
+        self._queued_at[study_uid] = self.clock()
+        self._last_error.pop(study_uid, None)
+        log.info("study_queued", study_uid=study_uid, version=version, task_id=task_id)
+
+    def reconcile(self) -> None:
+        """Coordinator hook: retry ready studies, collect results, re-send vanished tasks."""
+        for study in self.index.studies([StudyState.READY]):
+            self.on_study_ready(study.study_uid, study.version)
+        for study in self.index.studies([StudyState.QUEUED, StudyState.RUNNING]):
+            try:
+                self._collect(study)
+            except _TRANSIENT as exc:
+                log.warning("result_backend_unreachable", error=type(exc).__name__)
+                return
+
+    # -- internals ------------------------------------------------------------------------
+    def _model(self) -> tuple[str, str]:
+        version = self.settings.model_version or self.registry.active_version()
+        if version is None:
+            raise CheckpointError(
+                f"no active model in {self.registry.root}; run `brgan models activate VERSION`"
+            )
+        entry = self.registry.get(version)
+        return entry.version, entry.sha256
+
+    def _error_once(self, study: StudyRow, message: str) -> None:
+        """Record why a study is not queued, once per distinct reason (not every pass)."""
+        if self._last_error.get(study.study_uid) != message:
+            self._last_error[study.study_uid] = message
+            self.index.record_error("queue", message, study_uid=study.study_uid)
+            log.warning("study_not_queued", study_uid=study.study_uid, reason=message)
+
+    def _collect(self, study: StudyRow) -> None:
+        if not study.task_id:
+            self.index.transition(study.study_uid, StudyState.READY, error="task id lost")
+            return
+        result = self.app.AsyncResult(study.task_id)
+        state = result.state
+        if state == "SUCCESS":
+            self._record(study, result.result)
+        elif state in ("FAILURE", "REVOKED"):
+            error = f"analysis task failed: {_short(result.result)}"
+            self.index.transition(study.study_uid, StudyState.FAILED, error=error)
+            self.index.record_error("worker", error, study_uid=study.study_uid)
+        elif state in ("STARTED", "RETRY") and study.state == StudyState.QUEUED:
+            self.index.transition(study.study_uid, StudyState.RUNNING, expected=StudyState.QUEUED)
+        elif state == "PENDING":
+            self._maybe_requeue(study)
+
+    def _maybe_requeue(self, study: StudyRow) -> None:
+        since = self._queued_at.setdefault(study.study_uid, self.clock())
+        if self.clock() - since < self.settings.requeue_after:
+            return
+        # Unknown to the result backend for too long: the message may be gone. Send it again
+        # under the same id; running it twice is harmless (idempotent task).
+        self.index.transition(study.study_uid, StudyState.READY, error="task vanished; re-queued")
+        self._queued_at.pop(study.study_uid, None)
+        log.warning("task_requeued", study_uid=study.study_uid, task_id=study.task_id)
+        fresh = self.index.get_study(study.study_uid)
+        if fresh is not None:
+            self.on_study_ready(fresh.study_uid, fresh.version)
+
+    def _record(self, study: StudyRow, summary: Any) -> None:
+        if not isinstance(summary, dict) or summary.get("study_version") != study.version:
+            self.index.transition(
+                study.study_uid, StudyState.FAILED, error="malformed or stale task result"
+            )
+            return
+        scores: dict[str, str] = {}
+        for image in summary.get("images", []):
+            scores[image["sop_instance_uid"]] = json.dumps(
+                {
+                    "status": "analyzed",
+                    "p_malignant": image["p_malignant"],
+                    "positive": image.get("positive"),
+                    "region": image.get("region"),
+                    "heatmap_path": image.get("heatmap_path"),
+                    "model": summary.get("model"),
+                }
+            )
+        for failure in summary.get("not_analyzed", []):
+            scores[failure["sop_instance_uid"]] = json.dumps(
+                {"status": "not analyzed", "reason": failure["reason"]}
+            )
+        self.index.record_scores(study.study_uid, study.version, scores)
+        analyzed = len(summary.get("images", []))
+        if analyzed == 0:
+            target = StudyState.FAILED
+        elif summary.get("not_analyzed"):
+            target = StudyState.PARTIALLY_ANALYZED
+        else:
+            target = StudyState.DONE
+        self.index.transition(study.study_uid, target)
+        self._queued_at.pop(study.study_uid, None)
+        log.info(
+            "study_scored",
+            study_uid=study.study_uid,
+            version=study.version,
+            state=str(target),
+            images=analyzed,
+            exam=summary.get("exam"),
+            total_s=summary.get("timings", {}).get("total_s"),
+        )
+
+
+def _short(value: Any) -> str:
+    text = f"{type(value).__name__}: {value}" if isinstance(value, BaseException) else str(value)
+    return text.splitlines()[0][:300] if text else "unknown error"

@@ -1,0 +1,180 @@
+"""End to end over real components: dcmtk storescu → listener → coordinator → Redis → a real
+``brgan worker`` process (Celery) → scores recorded in the index.
+
+Also: Redis stopped while a study arrives (a ``redis-server`` this test starts itself on a free
+port; the shared one is never touched) — nothing is lost and the study is scored once Redis is
+back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from plugin.config import Settings
+from plugin.index import StudyState
+from plugin.listener import Coordinator, CoordinatorTiming
+from plugin.queue.dispatcher import Dispatcher
+from tests.helpers import make_tiny_registry, write_synth_studies
+from tests.plugin.listener.conftest import (
+    CALLING_AE,
+    Service,
+    free_port,
+    make_settings,
+    start,
+    wait_for_port,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def _redis_server(port: int, log: Path) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [
+            "redis-server",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--logfile",
+            str(log),
+        ]
+    )
+    wait_for_port(port)
+    return proc
+
+
+def _worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+    env = dict(os.environ)
+    env.update(
+        BRGAN_DATA_DIR=str(settings.data_dir),
+        BRGAN_BROKER_URL=settings.broker_url.get_secret_value() if settings.broker_url else "",
+    )
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "plugin.cli.main", "worker", "--pool", "solo"],
+            env=env,
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def _storescu(port: int, files: list[str]) -> None:
+    subprocess.run(
+        ["storescu", "-aet", CALLING_AE, "-aec", "BRGAN", "127.0.0.1", str(port), *files],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+
+
+def _with_dispatcher(svc: Service) -> Dispatcher:
+    dispatcher = Dispatcher(svc.settings, svc.index)
+    svc.coordinator = Coordinator(
+        svc.index,
+        svc.spool,
+        CoordinatorTiming(0.0, 3600.0, 7.0, 0.1),
+        on_study_ready=dispatcher.on_study_ready,
+        reconcile=dispatcher.reconcile,
+    )
+    svc.coordinator.recover()
+    svc.coordinator.start()
+    return dispatcher
+
+
+@pytest.fixture
+def pipeline(tmp_path: Path) -> Iterator[tuple[Service, Path]]:
+    if shutil.which("storescu") is None or shutil.which("redis-server") is None:
+        pytest.skip("dcmtk storescu and redis-server are needed (scripts/test installs them)")
+    port = free_port()
+    redis_proc = _redis_server(port, tmp_path / "redis.log")
+    settings = make_settings(
+        tmp_path / "data", broker_url=f"redis://127.0.0.1:{port}/0", requeue_after=5.0
+    )
+    make_tiny_registry(settings.registry_path)
+    worker = _worker(settings, tmp_path / "worker.log")
+    svc = start(settings)
+    try:
+        yield svc, tmp_path
+    finally:
+        svc.stop()
+        worker.terminate()
+        worker.wait(20)
+        redis_proc.terminate()
+        redis_proc.wait(10)
+
+
+def _scores(svc: Service, study_uid: str) -> dict[str, dict]:
+    return {
+        p.target_uid: json.loads(p.score_json) for p in svc.index.pairs(study_uid) if p.score_json
+    }
+
+
+def _wait_state(svc: Service, study_uid: str, state: StudyState, tmp: Path, timeout: float) -> None:
+    try:
+        wait_until(
+            lambda: (s := svc.index.get_study(study_uid)) is not None and s.state == state,
+            timeout=timeout,
+        )
+    except TimeoutError as exc:
+        study = svc.index.get_study(study_uid)
+        log = (tmp / "worker.log").read_text(errors="replace")[-3000:]
+        raise AssertionError(
+            f"study is {study and study.state}, error={study and study.error}\n{log}"
+        ) from exc
+
+
+def test_full_study_one_task_four_scored_pairs(pipeline: tuple[Service, Path]) -> None:
+    svc, tmp = pipeline
+    _with_dispatcher(svc)
+    rows = write_synth_studies(tmp / "synth", patients=1, seed=11)
+    _storescu(svc.port, [r["path"] for r in rows])
+    study_uid = rows[0]["study_uid"]
+    _wait_state(svc, study_uid, StudyState.DONE, tmp, timeout=120)
+    study = svc.index.get_study(study_uid)
+    assert study is not None and study.task_id and study.model_version == "v1"
+    scores = _scores(svc, study_uid)
+    assert len(scores) == 4
+    assert all(s["status"] == "analyzed" and 0 <= s["p_malignant"] <= 1 for s in scores.values())
+    assert all(s["model"]["research_only"] for s in scores.values())
+
+
+def test_redis_down_nothing_lost(pipeline: tuple[Service, Path]) -> None:
+    svc, tmp = pipeline
+    url = svc.settings.broker_url.get_secret_value()
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    subprocess.run(["redis-cli", "-p", str(port), "shutdown", "nosave"], check=False)
+    time.sleep(0.2)
+    _with_dispatcher(svc)
+    rows = write_synth_studies(tmp / "synth", patients=1, seed=12)
+    _storescu(svc.port, [r["path"] for r in rows])  # still received and spooled
+    study_uid = rows[0]["study_uid"]
+    _wait_state(svc, study_uid, StudyState.READY, tmp, timeout=30)
+    assert len(svc.index.instances(study_uid)) == 4
+    wait_until(
+        lambda: any("broker unreachable" in e.message for e in svc.index.errors(20)), timeout=30
+    )
+    assert svc.index.get_study(study_uid).state == StudyState.READY
+    redis_again = _redis_server(port, tmp / "redis2.log")
+    try:
+        _wait_state(svc, study_uid, StudyState.DONE, tmp, timeout=180)
+    finally:
+        redis_again.terminate()
+        redis_again.wait(10)
+    assert len(_scores(svc, study_uid)) == 4
