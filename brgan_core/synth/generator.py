@@ -281,10 +281,23 @@ def _side_image(
     return pixels, mask, boxes, kinds, malignant_kinds
 
 
-def generate_patient(preset: SynthPreset, seed: int, index: int) -> SynthStudy:
-    """One synthetic patient's 4-view screening study; the same arguments give the same bytes."""
+def generate_patient(
+    preset: SynthPreset,
+    seed: int,
+    index: int,
+    views: tuple[tuple[str, str], ...] = VIEWS,
+) -> SynthStudy:
+    """One synthetic patient's 4-view screening study; the same arguments give the same bytes.
+
+    ``views`` limits the images drawn (e.g. ``(("L", "CC"),)`` for a quick full-field check);
+    every image is the same as in the full study, because each view and side has its own random
+    stream.
+    """
     if index < 0:
         raise ValueError(f"patient index must be >= 0, not {index}")
+    unknown = set(views) - set(VIEWS)
+    if unknown or not views:
+        raise ValueError(f"views must be a non-empty subset of {VIEWS}, not {views}")
     root = np.random.SeedSequence([seed, index, 0x5EED])
     meta_seq, findings_seq, *view_seqs = root.spawn(2 + 2 * 3)
     meta = np.random.default_rng(meta_seq)
@@ -300,12 +313,16 @@ def generate_patient(preset: SynthPreset, seed: int, index: int) -> SynthStudy:
     study_uid = patient_uid(seed, index, "study")
     images: dict[tuple[str, str], SynthImage] = {}
     for view_index, view in enumerate(("CC", "MLO")):
+        if not any(v == view for _, v in views):
+            continue
         shared_rng, left_rng, right_rng = (
             np.random.default_rng(s) for s in view_seqs[3 * view_index : 3 * view_index + 3]
         )
         shared = _shared_view(preset, view, view_index, specs, shared_rng)
         series_uid = patient_uid(seed, index, "series", view)
         for laterality, side_rng in (("L", left_rng), ("R", right_rng)):
+            if (laterality, view) not in views:
+                continue
             pixels, mask, boxes, kinds, malignant_kinds = _side_image(
                 preset, shared, view_index, laterality, density, specs, side_rng
             )
@@ -336,7 +353,7 @@ def generate_patient(preset: SynthPreset, seed: int, index: int) -> SynthStudy:
         accession_number=f"SA{seed % 10000:04d}{number:06d}",
         malignant_side=malignant_side,
         specs=tuple(specs),
-        images=tuple(images[v] for v in VIEWS),
+        images=tuple(images[v] for v in VIEWS if v in images),
     )
 
 
