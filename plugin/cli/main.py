@@ -15,7 +15,7 @@ import typer
 
 from brgan_core import __version__
 from brgan_core.errors import BrganCoreError
-from plugin.cli import config_cmd, models_cmd, preview_cmd, worker_cmd
+from plugin.cli import config_cmd, models_cmd, preview_cmd, serve_cmd, status_cmd, worker_cmd
 from plugin.cli.context import CliState
 from plugin.errors import PluginError
 
@@ -67,6 +67,8 @@ app.add_typer(config_cmd.app, name="config")
 app.command("preview")(preview_cmd.preview)
 app.add_typer(models_cmd.app, name="models")
 app.command("worker")(worker_cmd.worker)
+app.command("serve")(serve_cmd.serve)
+app.command("status")(status_cmd.status)
 
 
 def main(argv: list[str] | None = None) -> None:

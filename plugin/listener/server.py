@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ssl
 import tempfile
-from pathlib import Path
+import time
 from typing import Any
 
 from pynetdicom import AE, _config
@@ -149,14 +149,23 @@ class Listener:
         )
         return host, port
 
-    def stop(self) -> None:
-        """Stop accepting and close the server socket (running associations are aborted)."""
+    def stop(self, grace: float = 0.0) -> None:
+        """Stop accepting; give running associations ``grace`` seconds, then abort them."""
         if self._server is None:
             return
-        self._server.shutdown()
-        self._server.server_close()
+        ae = self._server.ae
+        self._server.shutdown()  # closes the listening socket
         self._server = None
-        log.info("listener_stopped")
+        deadline = time.monotonic() + grace
+        # Only established associations are worth waiting for (a bare TCP probe is not).
+        while any(a.is_established for a in ae.active_associations):
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.1)
+        leftovers = list(ae.active_associations)
+        for assoc in leftovers:
+            assoc.abort()
+        log.info("listener_stopped", aborted_associations=len(leftovers))
 
     def __enter__(self) -> Listener:
         self.start()
@@ -164,7 +173,3 @@ class Listener:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def spool_for(settings: Settings) -> Spool:
-    return Spool(Path(settings.spool_path))

@@ -1,0 +1,82 @@
+"""``brgan serve`` without the CLI: open the index and spool, recover, listen, coordinate.
+
+:func:`run_service` is what the ``serve`` command calls; the queue step passes its
+``on_study_ready`` / ``reconcile`` hooks here (and starts the embedded worker in embedded mode).
+It returns when ``stop`` is set (SIGTERM / Ctrl-C in the CLI) after a clean shutdown:
+no new associations, running ones given ``grace`` seconds, coordinator stopped, index closed.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from plugin.config import Settings
+from plugin.index import SqliteIndex
+from plugin.listener.coordinator import (
+    Coordinator,
+    CoordinatorTiming,
+    RecoveryReport,
+    StudyReadyHook,
+    log_only_hook,
+)
+from plugin.listener.server import Listener, route_temp_files
+from plugin.logging import get_logger
+from plugin.spool import Spool
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Started:
+    """What :func:`run_service` tells its caller once it listens."""
+
+    host: str
+    port: int
+    tls: bool
+    recovery: RecoveryReport
+
+
+def run_service(
+    settings: Settings,
+    stop: threading.Event,
+    *,
+    on_started: Callable[[Started], None] | None = None,
+    on_study_ready: StudyReadyHook = log_only_hook,
+    reconcile: Callable[[], None] | None = None,
+    grace: float = 10.0,
+) -> None:
+    """Run listener + coordinator until ``stop`` is set."""
+    spool = Spool(settings.spool_path)
+    spool.ensure()
+    index = SqliteIndex(settings.index_path)
+    try:
+        coordinator = Coordinator(
+            index,
+            spool,
+            CoordinatorTiming(
+                complete_grace=settings.complete_grace,
+                stable_age=settings.stable_age,
+                retention_days=settings.retention_days,
+                interval=settings.coordinator_interval,
+            ),
+            on_study_ready=on_study_ready,
+            reconcile=reconcile,
+        )
+        recovery = coordinator.recover()  # before the listener: temp files are all stale now
+        if settings.chunked_receive:
+            route_temp_files(spool)
+        listener = Listener(settings, spool, index)
+        host, port = listener.start()
+        try:
+            coordinator.start()
+            if on_started is not None:
+                on_started(Started(host, port, listener.tls, recovery))
+            stop.wait()
+            log.info("shutting_down")
+        finally:
+            listener.stop(grace=grace)
+            coordinator.stop()
+    finally:
+        index.close()
