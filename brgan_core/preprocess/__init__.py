@@ -22,9 +22,11 @@ from brgan_core.preprocess.orientation import (
 )
 from brgan_core.preprocess.pipeline import (
     DEFAULT_SIZE,
+    ImageHeader,
     PreprocessedImage,
     preprocess,
     preprocess_array,
+    read_header,
     read_laterality,
     read_view,
 )
@@ -32,6 +34,7 @@ from brgan_core.preprocess.pipeline import (
 __all__ = [
     "DEFAULT_SIZE",
     "Geometry",
+    "ImageHeader",
     "Orientation",
     "PreprocessedImage",
     "apply_mask",
@@ -42,6 +45,7 @@ __all__ = [
     "preprocess",
     "preprocess_array",
     "read_dataset",
+    "read_header",
     "read_laterality",
     "read_view",
     "to_display",

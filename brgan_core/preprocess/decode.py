@@ -54,8 +54,10 @@ def read_dataset(path: str | Path) -> Dataset:
         raise DecodeError(path, "is a folder, not a DICOM file") from None
     except InvalidDicomError as exc:
         raise DecodeError(path, f"not a DICOM file ({_first_line(exc)})") from None
-    except (OSError, ValueError, EOFError, KeyError, TypeError) as exc:
-        raise DecodeError(path, f"unreadable DICOM header ({_first_line(exc)})") from None
+    except PermissionError:
+        raise DecodeError(path, "permission denied") from None
+    except Exception as exc:  # any parser failure on a damaged header: one error type for callers
+        raise DecodeError(path, f"unreadable DICOM header ({_describe(exc)})") from None
 
 
 def to_display(ds: Dataset, source: str | Path | None = None) -> np.ndarray:
@@ -73,17 +75,20 @@ def to_display(ds: Dataset, source: str | Path | None = None) -> np.ndarray:
         DecodeError: no pixel data, unsupported layout or transfer syntax, truncated data.
     """
     src = _source_name(ds, source)
-    _check_image(ds, src)
+    try:
+        _check_image(ds, src)
+    except DecodeError:
+        raise
+    except Exception as exc:  # a damaged value in the image pixel module
+        raise DecodeError(src, f"invalid image pixel attributes ({_describe(exc)})") from None
     stored = _decode(ds, src)
     try:
         modality = np.asarray(apply_modality_lut(stored, ds))
         display = _apply_voi(modality, ds, src)
     except DecodeError:
         raise
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
-        raise DecodeError(
-            src, f"invalid Modality/VOI LUT attributes ({_first_line(exc)})"
-        ) from None
+    except Exception as exc:  # e.g. a LUT Descriptor that does not match its LUT Data
+        raise DecodeError(src, f"invalid Modality/VOI LUT attributes ({_describe(exc)})") from None
     if _inverted(ds):
         display = 1.0 - display
     display = np.clip(display, 0.0, 1.0).astype(np.float32, copy=False)
@@ -135,6 +140,10 @@ def _source_name(ds: Dataset, source: str | Path | None) -> str:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return "; ".join(line.strip() for line in text.splitlines() if line.strip())[:400]
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {_first_line(exc)}"
 
 
 def _transfer_syntax(ds: Dataset) -> tuple[str, str]:
@@ -199,6 +208,10 @@ def _decode(ds: Dataset, src: str) -> np.ndarray:
         else:
             reason = f"pixel data could not be read ({name}, {uid}): {text}"
         raise DecodeError(src, reason) from None
+    except Exception as exc:  # whatever a codec plugin raises on corrupt data
+        raise DecodeError(
+            src, f"pixel data could not be decoded ({name}, {uid}): {_describe(exc)}"
+        ) from None
     arr = np.asarray(arr)
     if arr.ndim != 2:
         raise DecodeError(src, f"decoded pixel array has shape {arr.shape}, expected 2-D")

@@ -60,6 +60,10 @@ class Geometry:
     pad_offset: tuple[int, int] = (0, 0)
     matrix: tuple[float, ...] = field(default=(), repr=False)
 
+    def __post_init__(self) -> None:
+        if len(self.matrix) != 9:
+            raise ValueError("Geometry needs its 3x3 matrix; construct it with Geometry.build()")
+
     # ----------------------------------------------------------------- construction
 
     @classmethod

@@ -23,9 +23,11 @@ from brgan_core.preprocess.orientation import canonical_orientation
 
 __all__ = [
     "DEFAULT_SIZE",
+    "ImageHeader",
     "PreprocessedImage",
     "preprocess",
     "preprocess_array",
+    "read_header",
     "read_laterality",
     "read_view",
 ]
@@ -87,16 +89,49 @@ def preprocess(
         ds, name = source, None
     else:
         ds, name = read_dataset(source), str(source)
-    display = to_display(ds, source=name)
+    source_name = name or str(getattr(ds, "filename", "") or "dataset")
+    display = to_display(ds, source=source_name)
+    header = read_header(ds, source_name)
     return preprocess_array(
         display,
-        read_laterality(ds),
-        ds.get("PatientOrientation"),
+        header.laterality,
+        header.patient_orientation,
         size,
-        view=read_view(ds),
-        photometric=str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip(),
-        source=name or str(getattr(ds, "filename", "") or "dataset"),
+        view=header.view,
+        photometric=header.photometric,
+        source=source_name,
     )
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """The header fields preprocessing uses (see :func:`read_header`)."""
+
+    laterality: str | None
+    view: str | None
+    patient_orientation: tuple[str, ...] | None
+    photometric: str
+
+
+def read_header(ds: Dataset, source: str = "dataset") -> ImageHeader:
+    """Laterality, view, PatientOrientation and Photometric Interpretation of ``ds``.
+
+    Raises:
+        DecodeError: a damaged value (pydicom parses values lazily, so this is where it shows).
+    """
+    try:
+        orientation = ds.get("PatientOrientation")
+        if orientation is not None:
+            orientation = (orientation,) if isinstance(orientation, str) else tuple(orientation)
+        return ImageHeader(
+            laterality=read_laterality(ds),
+            view=read_view(ds),
+            patient_orientation=tuple(str(v) for v in orientation) if orientation else None,
+            photometric=str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip(),
+        )
+    except Exception as exc:
+        reason = f"invalid laterality/view/orientation attribute ({type(exc).__name__}: {exc})"
+        raise DecodeError(source, reason) from None
 
 
 def preprocess_array(

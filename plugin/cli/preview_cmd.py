@@ -95,9 +95,10 @@ def preview(
             except BrganCoreError as exc:
                 failed += 1
                 progress.console.print(str(exc), style="red", markup=False, highlight=False)
-            except (OSError, ValueError) as exc:
+            except Exception as exc:  # one bad file must not stop the run; say what it was
                 failed += 1
-                progress.console.print(f"{file}: {exc}", style="red", markup=False, highlight=False)
+                line = f"{file}: unexpected {type(exc).__name__}: {exc}"
+                progress.console.print(line, style="red", markup=False, highlight=False)
             progress.advance(task)
     console.print(f"{ok} ok, {failed} failed; previews in {out}", highlight=False)
     raise typer.Exit(0 if ok else 1)
@@ -105,23 +106,18 @@ def preview(
 
 def render_file(file: Path, size: tuple[int, int]) -> Image.Image:
     """Preprocess one DICOM file and draw its preview (raises DecodeError when it cannot)."""
-    from brgan_core.preprocess import (
-        preprocess_array,
-        read_dataset,
-        read_laterality,
-        read_view,
-        to_display,
-    )
+    from brgan_core.preprocess import preprocess_array, read_dataset, read_header, to_display
 
     ds = read_dataset(file)
     display = to_display(ds, source=file)
+    header = read_header(ds, str(file))
     result = preprocess_array(
         display,
-        read_laterality(ds),
-        ds.get("PatientOrientation"),
+        header.laterality,
+        header.patient_orientation,
         size,
-        view=read_view(ds),
-        photometric=str(ds.get("PhotometricInterpretation", "")).strip(),
+        view=header.view,
+        photometric=header.photometric,
         source=str(file),
     )
     return render_preview(display, result, title=file.name)

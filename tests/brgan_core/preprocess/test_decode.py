@@ -13,7 +13,7 @@ from pydicom.pixels import get_decoder, get_encoder
 from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless
 
 from brgan_core.errors import DecodeError
-from brgan_core.preprocess import read_dataset, to_display, window
+from brgan_core.preprocess import preprocess, read_dataset, to_display, window
 from tests.brgan_core.preprocess.dicom_factory import make_ds, phantom, write
 
 RAMP = np.array([[0, 74, 75, 90, 100, 124, 125, 4095]], dtype=np.uint16)
@@ -198,3 +198,32 @@ def test_unsupported_transfer_syntax_names_it(tmp_path: Path) -> None:
     ds["PixelData"].VR = "OB"
     with pytest.raises(DecodeError, match=r"JPEG Extended.*1\.2\.840\.10008\.1\.2\.4\.51"):
         to_display(ds, source="x.dcm")
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_damaged_files_only_ever_raise_decode_error(tmp_path: Path) -> None:
+    """Truncations and byte corruption anywhere: a DecodeError or an image, nothing else."""
+    arr, _ = phantom((24, 20))
+    item = Dataset()
+    item.LUTDescriptor = [4, 0, 12]
+    item.add_new(0x00283006, "US", [0, 1000, 2000, 4095])
+    ds = make_ds(arr, VOILUTSequence=[item], WindowCenter=2048, WindowWidth=4096)
+    ds.ImageLaterality = "L"
+    ds.PatientOrientation = ["A", "F"]
+    good = write(ds, tmp_path / "good.dcm").read_bytes()
+    rng = np.random.default_rng(7)
+    variants = [good[:n] for n in (0, 64, 132, 200, 300, 400, len(good) - 1)]
+    for _ in range(40):
+        data = bytearray(good)
+        for pos in rng.integers(132, len(good), size=3):
+            data[pos] = int(rng.integers(0, 256))
+        variants.append(bytes(data))
+    for i, data in enumerate(variants):
+        path = tmp_path / f"damaged{i}.dcm"
+        path.write_bytes(data)
+        try:
+            out = preprocess(path, size=(16, 16))
+        except DecodeError as exc:
+            assert str(path) in str(exc)
+        else:
+            assert out.image.dtype == np.float32 and out.image.max() <= 1.0

@@ -109,6 +109,8 @@ def test_flip_maps_end_exclusive_boxes() -> None:
 def test_bad_crop_is_refused() -> None:
     with pytest.raises(ValueError, match="crop"):
         Geometry.build((10, 10), (5, 5, 5, 9), (8, 8))
+    with pytest.raises(ValueError, match="build"):
+        Geometry((10, 10), (8, 8), (0, 0, 10, 10), False, False, False, (8, 8))
 
 
 def test_geometry_is_frozen_and_hashable() -> None:
