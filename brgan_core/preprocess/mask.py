@@ -4,8 +4,10 @@ Works on the display image (after the VOI LUT, bright = tissue). Steps, at a wor
 resolution of at most ``work_size`` pixels on the long side (fast, and makes the structuring
 element sizes independent of the detector):
 
-1. the lowest threshold of a three-class Otsu (SimpleITK ``OtsuMultipleThresholds``)
-   separates tissue, including the faint fatty periphery, from the background;
+1. the lowest threshold of a three-class Otsu (SimpleITK ``OtsuMultipleThresholds``),
+   lowered to just above the background when the background is clean
+   (:func:`tissue_threshold`), separates tissue, including the faint fatty periphery and fat
+   that a narrow VOI window makes nearly black, from the background;
 2. bright border lines — film edges and collimator lines that run (nearly) the whole width
    or height along the image border and are near white — are cleared;
 3. a small binary closing bridges thin dark lines across the breast (biopsy-window and
@@ -24,7 +26,7 @@ import numpy as np
 import SimpleITK as sitk  # noqa: N813 (the conventional alias)
 from PIL import Image
 
-__all__ = ["apply_mask", "breast_mask", "otsu_threshold"]
+__all__ = ["apply_mask", "breast_mask", "otsu_threshold", "tissue_threshold"]
 
 
 def otsu_threshold(image: np.ndarray, classes: int = 3) -> float:
@@ -48,6 +50,25 @@ def otsu_threshold(image: np.ndarray, classes: int = 3) -> float:
     return float(min(m.GetThresholds()))
 
 
+def tissue_threshold(image: np.ndarray, margin: float = 0.01) -> float:
+    """The tissue/background threshold: Otsu, lowered to just above a clean background.
+
+    Starts from the lowest three-class Otsu threshold. The pixels below it are mostly
+    background; when that background is tight (a digital detector, or a VOI window that clips
+    it to 0) the threshold drops to ``median + max(margin, 4·σ)`` of those pixels (σ from the
+    MAD), so fatty tissue that the window makes nearly black is still tissue. A noisy background
+    (scanned film) keeps the Otsu value.
+    """
+    otsu = otsu_threshold(image, classes=3)
+    below = np.asarray(image, dtype=np.float32)
+    below = below[below <= otsu]
+    if below.size == 0:
+        return otsu
+    median = float(np.median(below))
+    sigma = 1.4826 * float(np.median(np.abs(below - median)))
+    return min(otsu, median + max(margin, 4.0 * sigma))
+
+
 def breast_mask(display: np.ndarray, *, work_size: int = 512) -> np.ndarray:
     """The breast mask of a display image (bright tissue on a dark background).
 
@@ -65,7 +86,7 @@ def breast_mask(display: np.ndarray, *, work_size: int = 512) -> np.ndarray:
         return np.zeros(img.shape, dtype=bool)
 
     small = _downsample(img, work_size)
-    fg = small > otsu_threshold(small)
+    fg = small > tissue_threshold(small)
     fg = _clear_border_lines(fg, small)
     radius = max(1, round(0.012 * max(small.shape)))
 

@@ -75,3 +75,25 @@ def test_apply_mask_zeroes_background() -> None:
     mask[1:3, 1:3] = True
     out = apply_mask(img, mask)
     assert out.sum() == pytest.approx(2.0) and out.dtype == np.float32
+
+
+def test_fat_that_the_window_makes_nearly_black_is_kept() -> None:
+    """VOI clips background to 0 and fat to a few percent: fat is still breast."""
+    raw, breast = phantom((200, 160), seed=6)
+    img = np.where(breast, raw / 4095.0, 0.0).astype(np.float32)
+    fat = breast & (np.mgrid[0:200, 0:160][1] < 40)  # a fatty band along the chest wall
+    img[fat] = 0.03
+    mask = breast_mask(img)
+    assert mask[fat].mean() > 0.97 and mask[breast].mean() > 0.97
+    assert mask[~breast].mean() < 0.01
+
+
+def test_noisy_film_background_does_not_leak() -> None:
+    """Scanned film: a grey, noisy, uneven background must stay background."""
+    rng = np.random.default_rng(3)
+    raw, breast = phantom((200, 160), seed=7)
+    background = 0.22 + 0.05 * np.linspace(0, 1, 160)[None, :] + rng.normal(0, 0.03, (200, 160))
+    img = np.where(breast, raw / 4095.0 + 0.15, background).astype(np.float32)
+    mask = breast_mask(np.clip(img, 0, 1))
+    assert mask[breast].mean() > 0.97
+    assert mask[~breast].mean() < 0.02
