@@ -1,0 +1,69 @@
+"""From a :class:`TrainConfig` to a trained model: read the dataset, split, train.
+
+The dataset is read with :func:`brgan_core.data.readers.read_dataset` (``data.kind``,
+``data.root``), split patient-wise (:func:`brgan_core.data.splits.split_pairs`, paper Sect. 3.1:
+8:1:1) and the training and validation pairs are preprocessed with
+:func:`brgan_core.preprocess.preprocess` to ``data.size``. The test split is never touched here.
+For ``model.reference = "random_healthy"`` the training pairs get random benign references of
+other patients; validation always uses the contralateral (BR-GAN's ``predict`` does not read it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from brgan_core.data.readers import read_dataset
+from brgan_core.data.splits import split_pairs
+from brgan_core.training.config import TrainConfig
+from brgan_core.training.dataset import Loader, PairDataset, data_fingerprint
+from brgan_core.training.trainer import EpochRecord, StepInfo, Trainer, TrainingError, TrainResult
+
+
+def build_trainer(
+    config: TrainConfig,
+    *,
+    loader: Loader | None = None,
+    on_step: Callable[[StepInfo], None] | None = None,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+) -> Trainer:
+    """Read and split the data the config names and return a ready :class:`Trainer`."""
+    data = config.data
+    report = read_dataset(data.kind, data.root)
+    if not report.pairs:
+        dropped = ", ".join(f"{k}: {v}" for k, v in report.dropped.items()) or "none"
+        raise TrainingError(f"{data.root}: no usable pairs found (dropped — {dropped})")
+    splits = split_pairs(report.pairs, seed=data.split_seed, ratios=data.ratios)
+    if not splits.train or not splits.val:
+        raise TrainingError(
+            f"{data.root}: {len(report.pairs)} pairs are too few for a train/validation split"
+        )
+    train = PairDataset(
+        splits.train,
+        data.size,
+        loader=loader,
+        cache=data.cache_images,
+        reference=config.model.reference,
+        seed=config.seed,
+    )
+    val = PairDataset(splits.val, data.size, loader=loader, cache=data.cache_images)
+    return Trainer(
+        config,
+        train,
+        val,
+        fingerprint=data_fingerprint(splits.train),
+        on_step=on_step,
+        on_epoch=on_epoch,
+    )
+
+
+def train_from_config(
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    loader: Loader | None = None,
+    on_step: Callable[[StepInfo], None] | None = None,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+) -> TrainResult:
+    """Train the run ``config`` describes (continue it in ``out_dir`` with ``resume``)."""
+    trainer = build_trainer(config, loader=loader, on_step=on_step, on_epoch=on_epoch)
+    return trainer.fit(resume=resume)

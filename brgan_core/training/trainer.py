@@ -1,0 +1,383 @@
+"""The BR-GAN training loop: alternating generator/classifier and discriminator steps (Eq. 4).
+
+One epoch = for each batch: :meth:`BRGAN.forward_train`, then the generator step (Adam on the
+backbone, generators and heads over Eq. 4's weighted sum, discriminators frozen) and the
+discriminator step (Adam on D_C and D_T, Eq. 1 on detached features) — the order of
+pytorch-CycleGAN-and-pix2pix's ``optimize_parameters``. Then validation AUC (image-wise, with
+:meth:`BRGAN.predict`), a checkpoint, a line in the JSON-lines log, and early stopping.
+
+Files in ``out_dir``:
+
+``train_config.json``              the :class:`TrainConfig` of the run
+``checkpoints/epoch-NNN.safetensors``  weights + model config + metrics, every epoch
+                                   (:func:`brgan_core.checkpoint.save_checkpoint`)
+``best.safetensors``               a copy of the epoch with the best validation AUC
+``train_state.pt``                 optimiser states and counters for ``resume`` (tensors, numbers
+                                   and strings only; read with ``torch.load(weights_only=True)``)
+``log.jsonl``                      one JSON object per epoch
+
+Determinism: the model is built after ``torch.manual_seed(seed)``; every epoch reseeds torch
+with ``seed + epoch`` and shuffles with its own generator, so a resumed run produces the same
+weights as an uninterrupted one (bit-exact on CPU).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from brgan_core.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
+from brgan_core.errors import BrganCoreError
+from brgan_core.model import BRGAN, Batch, build_model
+from brgan_core.training.config import TrainConfig
+from brgan_core.training.dataset import collate_pairs
+
+CHECKPOINT_DIR = "checkpoints"
+BEST_NAME = "best.safetensors"
+STATE_NAME = "train_state.pt"
+LOG_NAME = "log.jsonl"
+CONFIG_NAME = "train_config.json"
+
+
+class TrainingError(BrganCoreError):
+    """A run cannot start or resume (no data, a different config in the output folder, ...)."""
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """Reported after every training step (the CLI's progress bar reads it)."""
+
+    epoch: int
+    epochs: int
+    step: int
+    steps: int
+    losses: dict[str, float]
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """One epoch's summary: one line of ``log.jsonl``."""
+
+    epoch: int
+    train: dict[str, float]
+    val: dict[str, float | None]
+    seconds: float
+    checkpoint: str
+    sha256: str
+    best: bool
+
+
+@dataclass
+class TrainResult:
+    """What :meth:`Trainer.fit` did."""
+
+    out_dir: Path
+    best_epoch: int
+    best_auc: float | None
+    best_checkpoint: Path
+    epochs_run: int
+    stopped_early: bool
+    history: list[EpochRecord] = field(default_factory=list)
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """``auto``: the first CUDA device when there is one, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainingError(f"device {name!r} requested but CUDA is not available; use auto/cpu")
+    return device
+
+
+def roc_auc(labels: Tensor, scores: Tensor) -> float | None:
+    """Image-wise AUC; ``None`` when the labels hold only one class."""
+    from sklearn.metrics import roc_auc_score
+
+    y = labels.cpu().numpy()
+    if y.min() == y.max():
+        return None
+    return float(roc_auc_score(y, scores.float().cpu().numpy()))
+
+
+def train_step(
+    model: BRGAN,
+    batch: Batch,
+    opt_g: torch.optim.Optimizer,
+    opt_d: torch.optim.Optimizer | None,
+    autocast: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
+) -> dict[str, float]:
+    """One alternating step; returns the loss components (``d_*`` from the discriminator step)."""
+    model.train()
+    with autocast():
+        out = model.forward_batch(batch)
+        g = model.generator_loss(out)
+    opt_g.zero_grad(set_to_none=True)
+    g["total"].backward()
+    opt_g.step()
+    losses = {("g_total" if k == "total" else k): float(v.detach()) for k, v in g.items()}
+    if opt_d is not None:
+        with autocast():
+            d = model.discriminator_loss(out)
+        opt_d.zero_grad(set_to_none=True)
+        d["total"].backward()
+        opt_d.step()
+        losses.update({("d_total" if k == "total" else k): float(v.detach()) for k, v in d.items()})
+    return losses
+
+
+def evaluate(
+    model: BRGAN, loader: DataLoader[Any], device: torch.device
+) -> dict[str, float | None]:
+    """Validation AUC and cross-entropy of :meth:`BRGAN.predict` over ``loader``."""
+    probs: list[Tensor] = []
+    labels: list[Tensor] = []
+    losses: list[Tensor] = []
+    for batch in loader:
+        batch = batch.to(device)
+        pred = model.predict(batch.target, batch.contralateral)
+        probs.append(pred.p_malignant.float().cpu())
+        labels.append(batch.label.cpu())
+        losses.append(
+            torch.nn.functional.cross_entropy(
+                pred.logits.float(), batch.label, reduction="sum"
+            ).cpu()
+        )
+    y, p = torch.cat(labels), torch.cat(probs)
+    return {"auc": roc_auc(y, p), "loss": float(torch.stack(losses).sum()) / len(y), "n": len(y)}
+
+
+class Trainer:
+    """Runs :class:`TrainConfig` on a training and a validation dataset of pair items."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        train_data: Dataset[Any],
+        val_data: Dataset[Any],
+        *,
+        fingerprint: str = "",
+        on_step: Callable[[StepInfo], None] | None = None,
+        on_epoch: Callable[[EpochRecord], None] | None = None,
+    ) -> None:
+        if len(train_data) == 0 or len(val_data) == 0:  # type: ignore[arg-type]
+            raise TrainingError("training and validation data must not be empty")
+        self.config = config
+        self.train_data = train_data
+        self.val_data = val_data
+        self.fingerprint = fingerprint
+        self.on_step = on_step
+        self.on_epoch = on_epoch
+        self.out_dir = config.out_dir
+        self.device = select_device(config.device)
+        torch.manual_seed(config.seed)
+        self.model = build_model(config.model).to(self.device)
+        self.opt_g = torch.optim.Adam(
+            self.model.generator_parameters(),
+            lr=config.lr,
+            betas=config.betas,
+            weight_decay=config.weight_decay,
+        )
+        self.opt_d = (
+            torch.optim.Adam(
+                self.model.discriminator_parameters(), lr=config.lr_d, betas=config.betas
+            )
+            if self.model.has_discriminators
+            else None
+        )
+        cuda = self.device.type == "cuda"
+        self.use_amp = config.amp and cuda
+        if config.compile and cuda:
+            self.model.backbone.compile()
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.use_amp:
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _loader(self, data: Dataset[Any], *, shuffle_seed: int | None) -> DataLoader[Any]:
+        generator = None
+        if shuffle_seed is not None:
+            generator = torch.Generator().manual_seed(shuffle_seed)
+        n = len(data)  # type: ignore[arg-type]
+        return DataLoader(
+            data,
+            batch_size=self.config.batch_size,
+            shuffle=shuffle_seed is not None,
+            generator=generator,
+            drop_last=shuffle_seed is not None and n > self.config.batch_size,
+            num_workers=self.config.num_workers,
+            collate_fn=collate_pairs,
+            pin_memory=self.device.type == "cuda",
+        )
+
+    def _info(self, metrics: dict[str, Any]) -> CheckpointInfo:
+        return CheckpointInfo(
+            model_config=self.model.config.to_dict(),
+            preprocessing={"size": list(self.config.data.size)},
+            data_fingerprint=self.fingerprint,
+            metrics=metrics,
+            temperature=float(self.model.temperature),
+            research_only=self.config.research_only,
+        )
+
+    def _check_or_write_config(self, resume: bool) -> None:
+        path = self.out_dir / CONFIG_NAME
+        current = self.config.to_dict()
+        if resume and path.is_file():
+            saved = json.loads(path.read_text(encoding="utf-8"))
+            for key in ("model", "data", "seed", "batch_size", "lr", "lr_d", "betas"):
+                if saved.get(key) != current.get(key):
+                    raise TrainingError(
+                        f"{self.out_dir}: cannot resume, '{key}' differs from the run there "
+                        "(use another out_dir, or the same config)"
+                    )
+        elif not resume and (self.out_dir / STATE_NAME).exists():
+            raise TrainingError(
+                f"{self.out_dir} already holds a run; resume it (--resume) or pick another out_dir"
+            )
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(current, indent=2, sort_keys=True), encoding="utf-8")
+
+    def _save_state(self, state: dict[str, Any]) -> None:
+        tmp = self.out_dir / (STATE_NAME + ".tmp")
+        torch.save(state, tmp)
+        tmp.replace(self.out_dir / STATE_NAME)
+
+    def _resume_state(self) -> dict[str, Any]:
+        path = self.out_dir / STATE_NAME
+        if not path.is_file():
+            raise TrainingError(f"{self.out_dir}: nothing to resume (no {STATE_NAME})")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = self.out_dir / state["checkpoint"]
+        weights, _ = load_checkpoint(checkpoint, expected_sha256=state["sha256"])
+        self.model.load_state_dict(weights, strict=True)
+        self.opt_g.load_state_dict(state["opt_g"])
+        if self.opt_d is not None:
+            self.opt_d.load_state_dict(state["opt_d"])
+        return state
+
+    # -- the loop ----------------------------------------------------------------------------
+    def fit(self, resume: bool = False) -> TrainResult:
+        """Train until ``epochs`` or early stopping; ``resume`` continues the run in out_dir."""
+        cfg = self.config
+        self._check_or_write_config(resume)
+        state: dict[str, Any] = {
+            "epoch": 0,
+            "best_epoch": 0,
+            "best_auc": float("nan"),
+            "bad_epochs": 0,
+        }
+        history: list[EpochRecord] = []
+        log_path = self.out_dir / LOG_NAME
+        if resume:
+            state = self._resume_state()
+            lines = log_path.read_text(encoding="utf-8").splitlines() if log_path.exists() else []
+            history = [EpochRecord(**json.loads(line)) for line in lines if line.strip()]
+            history = history[: state["epoch"]]  # drop epochs logged after the last saved state
+            log_path.write_text(
+                "".join(json.dumps(asdict(r), sort_keys=True) + "\n" for r in history),
+                encoding="utf-8",
+            )
+        elif log_path.exists():
+            log_path.unlink()
+        (self.out_dir / CHECKPOINT_DIR).mkdir(parents=True, exist_ok=True)
+        val_loader = self._loader(self.val_data, shuffle_seed=None)
+        stopped_early = False
+
+        for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
+            if cfg.patience and state["bad_epochs"] >= cfg.patience:
+                stopped_early = True  # a resumed run that had already stopped early
+                break
+            started = time.monotonic()
+            torch.manual_seed(cfg.seed + epoch)
+            if hasattr(self.train_data, "set_epoch"):
+                self.train_data.set_epoch(epoch)
+            loader = self._loader(self.train_data, shuffle_seed=cfg.seed * 100_003 + epoch)
+            steps = len(loader)
+            if cfg.max_steps_per_epoch:
+                steps = min(steps, cfg.max_steps_per_epoch)
+            sums: dict[str, float] = {}
+            for step, batch in enumerate(loader, start=1):
+                if step > steps:
+                    break
+                losses = train_step(
+                    self.model, batch.to(self.device), self.opt_g, self.opt_d, self._autocast
+                )
+                for key, value in losses.items():
+                    sums[key] = sums.get(key, 0.0) + value
+                if self.on_step is not None:
+                    self.on_step(StepInfo(epoch, cfg.epochs, step, steps, losses))
+            train_means = {key: value / steps for key, value in sums.items()}
+            val = evaluate(self.model, val_loader, self.device)
+
+            auc = val["auc"]
+            best_auc = state["best_auc"]
+            improved = auc is not None and (best_auc != best_auc or auc > best_auc)
+            first = state["best_epoch"] == 0
+            if improved:
+                state["best_auc"], state["best_epoch"], state["bad_epochs"] = auc, epoch, 0
+            else:
+                state["bad_epochs"] += 1
+                if first:  # no defined AUC yet: keep the first epoch as "best" so one exists
+                    state["best_epoch"] = epoch
+            is_best = state["best_epoch"] == epoch
+
+            name = f"{CHECKPOINT_DIR}/epoch-{epoch:03d}.safetensors"
+            metrics = {"epoch": epoch, "val_auc": auc, "val_loss": val["loss"], "val_n": val["n"]}
+            metrics.update({f"train_{k}": v for k, v in train_means.items()})
+            sha = save_checkpoint(self.out_dir / name, self.model.state_dict(), self._info(metrics))
+            if is_best:
+                shutil.copyfile(self.out_dir / name, self.out_dir / BEST_NAME)
+            record = EpochRecord(
+                epoch=epoch,
+                train=train_means,
+                val=val,
+                seconds=round(time.monotonic() - started, 3),
+                checkpoint=name,
+                sha256=sha,
+                best=is_best,
+            )
+            history.append(record)
+            with log_path.open("a", encoding="utf-8") as log:
+                log.write(json.dumps(asdict(record), sort_keys=True) + "\n")
+            state.update(
+                {
+                    "epoch": epoch,
+                    "checkpoint": name,
+                    "sha256": sha,
+                    "opt_g": self.opt_g.state_dict(),
+                    "opt_d": self.opt_d.state_dict() if self.opt_d is not None else {},
+                }
+            )
+            self._save_state(state)
+            if self.on_epoch is not None:
+                self.on_epoch(record)
+        else:
+            stopped_early = (
+                bool(cfg.patience)
+                and state["bad_epochs"] >= cfg.patience
+                and (state["epoch"] < cfg.epochs)
+            )
+
+        best = state["best_auc"]
+        return TrainResult(
+            out_dir=self.out_dir,
+            best_epoch=state["best_epoch"],
+            best_auc=None if best != best else best,
+            best_checkpoint=self.out_dir / BEST_NAME,
+            epochs_run=state["epoch"],
+            stopped_early=stopped_early,
+            history=history,
+        )

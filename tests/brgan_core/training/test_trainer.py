@@ -1,0 +1,181 @@
+"""The training loop: files per epoch, bit-exact resume, early stopping, loadable checkpoints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from brgan_core.checkpoint import load_checkpoint, read_info
+from brgan_core.model import BRGANConfig, build_model
+from brgan_core.training import (
+    ArrayPairDataset,
+    StepInfo,
+    TrainConfig,
+    Trainer,
+    TrainingError,
+    select_device,
+)
+from tests.brgan_core.model.helpers import synthetic_pairs
+
+
+def datasets(n_train: int = 16, n_val: int = 8) -> tuple[ArrayPairDataset, ArrayPairDataset]:
+    def wrap(seed: int, n: int) -> ArrayPairDataset:
+        b = synthetic_pairs(n, seed=seed)
+        return ArrayPairDataset(
+            b.target,
+            b.contralateral,
+            b.label,
+            target_mask=b.target_mask,
+            contralateral_mask=b.contralateral_mask,
+        )
+
+    return wrap(0, n_train), wrap(1, n_val)
+
+
+def config(out: Path, **overrides: object) -> TrainConfig:
+    values: dict[str, object] = {
+        "model": BRGANConfig(backbone="tiny"),
+        "out_dir": out,
+        "epochs": 2,
+        "batch_size": 8,
+        "lr": 1e-3,
+        "lr_d": 1e-3,
+        "device": "cpu",
+        "patience": 0,
+    }
+    values.update(overrides)
+    return TrainConfig(**values)  # type: ignore[arg-type]
+
+
+def test_fit_writes_checkpoints_log_and_state(tmp_path: Path) -> None:
+    train, val = datasets()
+    steps: list[StepInfo] = []
+    trainer = Trainer(config(tmp_path), train, val, fingerprint="fp", on_step=steps.append)
+    result = trainer.fit()
+    assert result.epochs_run == 2 and not result.stopped_early
+    assert [s.step for s in steps] == [1, 2, 1, 2]
+    assert {"cls", "gan_t2c", "cyc_t", "cyc_c", "re", "aux_pm", "g_total", "d_c", "d_t"} <= set(
+        steps[0].losses
+    )
+    lines = (tmp_path / "log.jsonl").read_text().splitlines()
+    assert len(lines) == 2
+    first = json.loads(lines[0])
+    assert first["epoch"] == 1 and 0.0 <= first["val"]["auc"] <= 1.0
+    assert set(first["train"]) == set(steps[0].losses)
+    for epoch in (1, 2):
+        assert (tmp_path / f"checkpoints/epoch-{epoch:03d}.safetensors").is_file()
+    assert (tmp_path / "best.safetensors").is_file()
+    assert json.loads((tmp_path / "train_config.json").read_text())["model"]["backbone"] == "tiny"
+
+    info = read_info(tmp_path / "checkpoints/epoch-002.safetensors")
+    assert info.model_config == BRGANConfig(backbone="tiny").to_dict()
+    assert info.data_fingerprint == "fp" and info.research_only
+    assert info.metrics["epoch"] == 2 and "train_cls" in info.metrics
+    assert info.preprocessing == {"size": [512, 416]}
+
+    # a checkpoint rebuilds the same model, bit-exact
+    weights, info = load_checkpoint(tmp_path / "checkpoints/epoch-002.safetensors")
+    model = build_model(info.model_config)
+    model.load_state_dict(weights, strict=True)
+    batch = synthetic_pairs(4, seed=5)
+    a = model.predict(batch.target, batch.contralateral)
+    b = trainer.model.predict(batch.target, batch.contralateral)
+    assert torch.equal(a.logits, b.logits)
+
+
+def state_of(out: Path, epoch: int) -> dict[str, torch.Tensor]:
+    weights, _ = load_checkpoint(out / f"checkpoints/epoch-{epoch:03d}.safetensors")
+    return weights
+
+
+def test_resume_is_bit_exact(tmp_path: Path) -> None:
+    train, val = datasets()
+    Trainer(config(tmp_path / "full", epochs=3), train, val).fit()
+
+    Trainer(config(tmp_path / "cut", epochs=1), train, val).fit()
+    resumed = Trainer(config(tmp_path / "cut", epochs=3), train, val).fit(resume=True)
+    assert resumed.epochs_run == 3
+    assert [r.epoch for r in resumed.history] == [1, 2, 3]
+    full, cut = state_of(tmp_path / "full", 3), state_of(tmp_path / "cut", 3)
+    assert full.keys() == cut.keys()
+    assert all(torch.equal(full[k], cut[k]) for k in full)
+    assert len((tmp_path / "cut/log.jsonl").read_text().splitlines()) == 3
+
+
+def test_fixed_seed_repeats_and_other_seed_differs(tmp_path: Path) -> None:
+    train, val = datasets()
+    for name, seed in (("a", 4), ("b", 4), ("c", 5)):
+        Trainer(config(tmp_path / name, epochs=1, seed=seed), train, val).fit()
+    a, b, c = (state_of(tmp_path / n, 1) for n in "abc")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_early_stopping_on_validation_auc(tmp_path: Path) -> None:
+    train, _ = datasets()
+    same = synthetic_pairs(2)
+    # validation images that are all the same: AUC stays 0.5, never improves after epoch 1
+    flat = ArrayPairDataset(
+        same.target[:1].repeat(4, 1, 1, 1), same.target[:1].repeat(4, 1, 1, 1), [0, 1, 0, 1]
+    )
+    result = Trainer(config(tmp_path, epochs=6, patience=2), train, flat).fit()
+    assert result.stopped_early
+    assert result.epochs_run == 3
+    assert result.best_epoch == 1 and result.best_auc == pytest.approx(0.5)
+    log = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["best"] for r in log] == [True, False, False]
+    # resuming a run that stopped early trains nothing more
+    again = Trainer(config(tmp_path, epochs=6, patience=2), train, flat).fit(resume=True)
+    assert again.epochs_run == 3 and again.stopped_early
+
+
+def test_vanilla_trains_without_discriminators(tmp_path: Path) -> None:
+    train, val = datasets()
+    cfg = config(tmp_path, epochs=1, model=BRGANConfig.preset("vanilla", backbone="tiny"))
+    trainer = Trainer(cfg, train, val)
+    assert trainer.opt_d is None
+    result = trainer.fit()
+    assert set(result.history[0].train) == {"cls", "g_total"}
+
+
+def test_refuses_to_overwrite_or_resume_another_run(tmp_path: Path) -> None:
+    train, val = datasets()
+    Trainer(config(tmp_path, epochs=1), train, val).fit()
+    with pytest.raises(TrainingError, match="already holds a run"):
+        Trainer(config(tmp_path, epochs=1), train, val).fit()
+    other = config(tmp_path, epochs=2, model=BRGANConfig.preset("sbf", backbone="tiny"))
+    with pytest.raises(TrainingError, match="'model' differs"):
+        Trainer(other, train, val).fit(resume=True)
+    with pytest.raises(TrainingError, match="nothing to resume"):
+        Trainer(config(tmp_path / "new"), train, val).fit(resume=True)
+
+
+def test_tampered_epoch_checkpoint_is_refused_on_resume(tmp_path: Path) -> None:
+    from brgan_core.checkpoint import CheckpointError
+
+    train, val = datasets()
+    Trainer(config(tmp_path, epochs=1), train, val).fit()
+    path = tmp_path / "checkpoints/epoch-001.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="does not match"):
+        Trainer(config(tmp_path, epochs=2), train, val).fit(resume=True)
+
+
+def test_device_selection() -> None:
+    assert select_device("cpu").type == "cpu"
+    assert select_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(TrainingError, match="CUDA is not available"):
+            select_device("cuda")
+
+
+def test_empty_data_is_refused(tmp_path: Path) -> None:
+    train, _ = datasets()
+    empty = ArrayPairDataset(torch.zeros(0, 1, 8, 8), torch.zeros(0, 1, 8, 8), [])
+    with pytest.raises(TrainingError, match="must not be empty"):
+        Trainer(config(tmp_path), train, empty)
