@@ -14,7 +14,7 @@ Failures raise :class:`brgan_core.errors.DecodeError` naming the file and the re
 
 from brgan_core.preprocess.decode import read_dataset, to_display, window
 from brgan_core.preprocess.geometry import Geometry
-from brgan_core.preprocess.mask import apply_mask, breast_mask, otsu_threshold
+from brgan_core.preprocess.mask import apply_mask, breast_mask, otsu_threshold, tissue_threshold
 from brgan_core.preprocess.orientation import (
     Orientation,
     canonical_orientation,
@@ -48,6 +48,7 @@ __all__ = [
     "read_header",
     "read_laterality",
     "read_view",
+    "tissue_threshold",
     "to_display",
     "window",
 ]
