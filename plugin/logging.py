@@ -10,8 +10,9 @@ Two processors guard the output:
 
 - keys that name patient data (``patient_name``, ``patient_id``, ``birth_date``,
   ``accession_number``, …) are dropped, whatever the caller passed;
-- with ``hash_uids`` on, every value whose key ends in ``_uid`` is replaced by a short,
-  stable hash (:func:`hash_uid`), so log lines can still be correlated without the UID.
+- with ``hash_uids`` on, every value whose key ends in ``_uid`` (except ``sop_class_uid`` and
+  ``transfer_syntax_uid``) is replaced by a short, stable hash (:func:`hash_uid`), so log lines
+  can still be correlated without the UID. Log UIDs under such keys, never inside messages.
 
 pynetdicom's own ``logging`` records go through the same renderer, at WARNING and above only:
 its DEBUG level dumps whole datasets (PHI) and its INFO level duplicates our audit log.
@@ -53,8 +54,14 @@ def _drop_phi(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> Any:
     return event
 
 
+#: ``*_uid`` keys that name a standard class, not an instance: never hashed.
+_PUBLIC_UID_KEYS = frozenset({"sop_class_uid", "transfer_syntax_uid"})
+
+
 def _hash_uids(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> Any:
     for key, value in list(event.items()):
+        if key in _PUBLIC_UID_KEYS:
+            continue
         if key.endswith("_uid") and isinstance(value, str) and value:
             event[key] = hash_uid(value)
     return event

@@ -298,7 +298,12 @@ class Coordinator:
                 report.reindexed_files += 1
             except Exception as exc:
                 report.unreadable_files += 1
-                log.error("recovery_file_unreadable", path=path.name, error=type(exc).__name__)
+                log.error(
+                    "recovery_file_unreadable",
+                    study_uid=path.parent.name,
+                    sop_uid=path.stem,
+                    error=type(exc).__name__,
+                )
         counts = self.index.study_counts()
         report.studies_by_state = {str(k): v for k, v in counts.items() if v}
         log.info(

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from plugin.config import Settings
-from plugin.index import SqliteIndex
+from plugin.index import Index, SqliteIndex
 from plugin.listener.coordinator import (
     Coordinator,
     CoordinatorTiming,
@@ -45,13 +45,21 @@ def run_service(
     on_started: Callable[[Started], None] | None = None,
     on_study_ready: StudyReadyHook = log_only_hook,
     reconcile: Callable[[], None] | None = None,
+    make_hooks: Callable[[Index], tuple[StudyReadyHook, Callable[[], None] | None]] | None = None,
     grace: float = 10.0,
 ) -> None:
-    """Run listener + coordinator until ``stop`` is set."""
+    """Run listener + coordinator until ``stop`` is set.
+
+    The queue step plugs in through ``on_study_ready`` / ``reconcile``, or through
+    ``make_hooks(index)`` when its hooks need the index this function opens (e.g.
+    ``lambda index: ((d := Dispatcher(settings, index)).on_study_ready, d.reconcile)``).
+    """
     spool = Spool(settings.spool_path)
     spool.ensure()
     index = SqliteIndex(settings.index_path)
     try:
+        if make_hooks is not None:
+            on_study_ready, reconcile = make_hooks(index)
         coordinator = Coordinator(
             index,
             spool,
