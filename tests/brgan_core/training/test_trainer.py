@@ -179,3 +179,22 @@ def test_empty_data_is_refused(tmp_path: Path) -> None:
     empty = ArrayPairDataset(torch.zeros(0, 1, 8, 8), torch.zeros(0, 1, 8, 8), [])
     with pytest.raises(TrainingError, match="must not be empty"):
         Trainer(config(tmp_path), train, empty)
+
+
+def test_train_step_under_bfloat16_autocast() -> None:
+    """The AMP path (used on CUDA) mixes float32 and bfloat16 loss components; it must add up."""
+    from brgan_core.training import train_step
+
+    torch.manual_seed(0)
+    model = build_model(BRGANConfig(backbone="tiny"))
+    opt_g = torch.optim.Adam(model.generator_parameters())
+    opt_d = torch.optim.Adam(model.discriminator_parameters())
+    losses = train_step(
+        model,
+        synthetic_pairs(4),
+        opt_g,
+        opt_d,
+        lambda: torch.autocast("cpu", dtype=torch.bfloat16),
+    )
+    assert {"g_total", "d_total", "cyc_c", "re"} <= set(losses)
+    assert all(v == v for v in losses.values())  # no NaN
