@@ -120,13 +120,15 @@ def read_header(ds: Dataset, source: str = "dataset") -> ImageHeader:
         DecodeError: a damaged value (pydicom parses values lazily, so this is where it shows).
     """
     try:
-        orientation = ds.get("PatientOrientation")
-        if orientation is not None:
-            orientation = (orientation,) if isinstance(orientation, str) else tuple(orientation)
+        value = ds.get("PatientOrientation")
+        if isinstance(value, str):
+            orientation: tuple[str, ...] | None = tuple(value.split("\\")) if value else None
+        else:
+            orientation = tuple(str(v) for v in value) if value else None
         return ImageHeader(
             laterality=read_laterality(ds),
             view=read_view(ds),
-            patient_orientation=tuple(str(v) for v in orientation) if orientation else None,
+            patient_orientation=orientation,
             photometric=str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip(),
         )
     except Exception as exc:

@@ -10,9 +10,11 @@ from pydicom.dataset import Dataset
 
 from brgan_core.errors import DecodeError
 from brgan_core.preprocess import (
+    ImageHeader,
     PreprocessedImage,
     preprocess,
     preprocess_array,
+    read_header,
     read_laterality,
     read_view,
 )
@@ -142,3 +144,12 @@ def test_laterality_and_view_sources() -> None:
     code.CodeValue, code.CodingSchemeDesignator = "R-10242", "SRT"
     ds.ViewCodeSequence = [code]
     assert read_view(ds) == "CC"
+
+
+def test_read_header() -> None:
+    ds = make_ds(np.zeros((4, 4), dtype=np.uint16), ImageLaterality="R", ViewPosition="CC")
+    ds.PatientOrientation = ["P", "L"]
+    header = read_header(ds)
+    assert header == ImageHeader("R", "CC", ("P", "L"), "MONOCHROME2")
+    del ds.PatientOrientation
+    assert read_header(ds).patient_orientation is None
