@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from pydicom.uid import generate_uid
 from typer.testing import CliRunner
 
 from plugin.cli.main import app
@@ -23,12 +27,29 @@ from tests.plugin.listener.conftest import (
     wait_for_port,
     wait_until,
 )
-from tests.plugin.listener.dicom_data import four_view_study, text_sr
+from tests.plugin.listener.dicom_data import four_view_study, mg_image, save, text_sr
 
 REPO = Path(__file__).resolve().parents[3]
 
 
-def test_brgan_serve_process(tmp_path: Path) -> None:
+@dataclass
+class ServeProcess:
+    proc: subprocess.Popen[str]
+    port: int
+    data_dir: Path
+
+    def terminate(self) -> tuple[str, str]:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.communicate(timeout=30)
+
+    def peak_rss_kb(self) -> int:
+        status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        return int(next(x for x in status.splitlines() if x.startswith("VmHWM")).split()[1])
+
+
+@pytest.fixture
+def serve_process(tmp_path: Path) -> Iterator[ServeProcess]:
+    """`python -m plugin.cli.main serve` on a free port, JSON logs; SIGTERM at the end."""
     port = free_port()
     env = {
         **os.environ,
@@ -40,6 +61,7 @@ def test_brgan_serve_process(tmp_path: Path) -> None:
         "BRGAN_STABLE_AGE": "3600",
         "BRGAN_COORDINATOR_INTERVAL": "0.1",
         "BRGAN_LOG_JSON": "true",
+        "BRGAN_MAX_PDU_SIZE": "0",
     }
     env.pop("BRGAN_CONFIG", None)
     env.pop("BRGAN_BROKER_URL", None)
@@ -49,28 +71,55 @@ def test_brgan_serve_process(tmp_path: Path) -> None:
     )  # fmt: skip
     try:
         wait_for_port(port)
-        assert echo(port) == 0
-        study = four_view_study()
-        uid = study[0].StudyInstanceUID
-        assert [s.Status for s in store(port, study)] == [0] * 4
-        index = SqliteIndex(tmp_path / "data" / "index.sqlite3", readonly=True)
-        try:
-            wait_until(lambda: index.get_study(uid).state == StudyState.READY)
-        finally:
-            index.close()
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
+        yield ServeProcess(proc, port, tmp_path / "data")
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    assert proc.returncode == 0, err
+
+
+def test_brgan_serve_process(serve_process: ServeProcess) -> None:
+    port = serve_process.port
+    assert echo(port) == 0
+    study = four_view_study()
+    uid = study[0].StudyInstanceUID
+    assert [s.Status for s in store(port, study)] == [0] * 4
+    index = SqliteIndex(serve_process.data_dir / "index.sqlite3", readonly=True)
+    try:
+        wait_until(lambda: index.get_study(uid).state == StudyState.READY)
+    finally:
+        index.close()
+    out, err = serve_process.terminate()
+    assert serve_process.proc.returncode == 0, err
     assert f"listening on 127.0.0.1:{port} as AE BRGAN" in out
     assert "embedded mode" in out and "stopped cleanly" in out
     events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     names = {e["event"] for e in events}
     assert {"listener_started", "instance_stored", "study_ready", "listener_stopped"} <= names
     assert "SYNTH-001" not in err and "Synthetic" not in err  # no PHI in any log line
+
+
+@pytest.mark.slow
+def test_big_dataset_keeps_memory_flat(serve_process: ServeProcess, tmp_path: Path) -> None:
+    """A 96 MiB instance (tomosynthesis-sized) via dcmtk storescu: streamed to disk."""
+    if shutil.which("storescu") is None:
+        pytest.skip("dcmtk not installed")
+    big = mg_image(generate_uid(), "L", "CC", rows=2, columns=2)
+    big.Rows, big.Columns = 4096, 12288
+    big.PixelData = bytes(4096 * 12288 * 2)
+    path = save(big, tmp_path / "big.dcm")
+    del big
+    run = subprocess.run(
+        ["storescu", "-aet", "TESTSCU", "-aec", "BRGAN", "127.0.0.1", str(serve_process.port),
+         str(path)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    peak_mb = serve_process.peak_rss_kb() / 1024
+    stored = list((serve_process.data_dir / "spool").glob("*/*.dcm"))
+    assert len(stored) == 1 and stored[0].stat().st_size > 96 * 1024 * 1024
+    assert peak_mb < 200, f"listener peak RSS {peak_mb:.0f} MB for a 96 MiB data set"
+    serve_process.terminate()
 
 
 @pytest.fixture

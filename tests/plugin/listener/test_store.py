@@ -11,8 +11,8 @@ from pydicom.uid import generate_uid
 
 from plugin.index import StudyState
 from plugin.spool import Spool
-from tests.plugin.listener.conftest import Service, echo, store
-from tests.plugin.listener.dicom_data import four_view_study, mg_image, text_sr
+from tests.plugin.listener.conftest import Service, echo, scu, store
+from tests.plugin.listener.dicom_data import MG_FOR_PRESENTATION, four_view_study, mg_image, text_sr
 
 
 def test_echo(service: Service) -> None:
@@ -137,3 +137,35 @@ def test_same_instance_twice_is_one_row(service: Service) -> None:
     store(service.port, [ds])
     [row] = service.index.instances(ds.StudyInstanceUID)
     assert row.receive_count == 2
+
+
+def test_two_studies_interleaved_on_one_association(service: Service) -> None:
+    first, second = four_view_study(), four_view_study()
+    interleaved = [ds for pair in zip(first, second, strict=True) for ds in pair]
+    assert [s.Status for s in store(service.port, interleaved)] == [0] * 8
+    for study in (first, second):
+        rows = service.index.instances(study[0].StudyInstanceUID)
+        assert {r.sop_instance_uid for r in rows} == {ds.SOPInstanceUID for ds in study}
+
+
+def test_one_study_over_several_associations(service: Service) -> None:
+    study = four_view_study()
+    for ds in study:
+        assert store(service.port, [ds])[0].Status == 0
+    assert service.index.get_study(study[0].StudyInstanceUID).instance_count == 4
+    assert [a.instances_ok for a in service.index.associations()] == [1, 1, 1, 1]
+
+
+def test_association_limit(service_factory) -> None:
+    svc = service_factory(max_associations=1)
+    ae = scu()
+    ae.add_requested_context(MG_FOR_PRESENTATION)
+    held = ae.associate("127.0.0.1", svc.port, ae_title="BRGAN")
+    assert held.is_established
+    try:
+        assert echo(svc.port) is None
+    finally:
+        held.release()
+    rejected = [a for a in svc.index.associations() if a.outcome == "rejected"]
+    assert rejected and rejected[0].last_failure == "too many associations"
+    assert echo(svc.port) == 0
