@@ -1,0 +1,483 @@
+"""Ingest throughput of the listener against dcmtk ``storescp`` on loopback (issue 4, section 8).
+
+One run: synthetic full-field 14-bit four-view studies (the ``clinical`` preset, 3328×2560,
+about 17 MB per instance) are generated once into a cache folder outside the repository and
+reused; then dcmtk ``storescu`` sends the first ``--studies`` of them, one association per study
+(one ``storescu`` process per study, studies one after another), to
+
+(a) ``brgan serve`` as a separate process, with its production defaults: chunked receive to the
+    spool, fsync of every file and folder before the C-STORE response, the SQLite index (WAL)
+    and the coordinator running; only data folder, host, port and calling-AE whitelist are set;
+(b) dcmtk ``storescp --output-directory DIR`` writing each instance to disk (no fsync).
+
+Rounds alternate a/b in ABBA order (a b, b a, a b, …) so drift on a shared machine hits both
+alike; every round starts a fresh server with an empty folder, and ``sync`` runs before each
+timed send so one target's dirty pages are not flushed during the other's run. The clock runs
+from the first ``storescu`` start to the last one's exit; every instance must be acknowledged
+(storescu exit 0) and found afterwards (index rows / files), or the run fails.
+
+The listener's peak RSS is its ``VmHWM`` (``/proc/<pid>/status``) read before it is stopped,
+cross-checked by polling ``VmRSS``. A last pair of rounds sends twice the studies (``--growth``)
+to show whether the peak grows with N.
+
+    .venv/bin/python bench/ingest.py                 # 5 studies (20 instances), 4 rounds each
+    .venv/bin/python bench/ingest.py --studies 2 --rounds 1 --no-growth
+
+Results: a markdown table on stdout, JSON in ``docs/bench-results/ingest-<date>.json``;
+``docs/benchmarks-ingest.md`` records a run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RESULTS_DIR = REPO_ROOT / "docs" / "bench-results"
+DEFAULT_CACHE = Path("/tmp/brgan-bench-ingest")
+CALLING_AE = "BENCHSCU"
+CALLED_AE = "BRGAN"
+TARGET_RATIO = 0.9
+TARGET_RSS_MB = 300
+TARGETS = ("listener", "storescp")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Command-line options (``--help`` lists them)."""
+    parser = argparse.ArgumentParser(
+        prog="bench/ingest.py",
+        description="storescu → brgan serve vs storescu → dcmtk storescp, interleaved, loopback.",
+    )
+    parser.add_argument(
+        "--studies", type=int, default=5, help="four-view studies per round (default: 5)"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=4, help="timed rounds per target (default: 4)"
+    )
+    parser.add_argument(
+        "--growth",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="one more round per target with 2× the studies, for RSS growth (default: on)",
+    )
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=DEFAULT_CACHE,
+        help=f"synthetic studies (generated once) and run folders (default: {DEFAULT_CACHE})",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="synthetic data seed (default: 0)")
+    parser.add_argument(
+        "--gen-workers", type=int, default=2, help="processes generating the studies"
+    )
+    parser.add_argument(
+        "--poll", type=float, default=0.05, help="seconds between VmRSS polls (default: 0.05)"
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help="JSON result path (default: docs/bench-results/ingest-<date>.json)",
+    )
+    parser.add_argument("--no-json", action="store_true", help="print only, write no JSON")
+    return parser
+
+
+# -- data ---------------------------------------------------------------------------------
+
+
+def ensure_studies(cache: Path, count: int, seed: int, workers: int) -> list[list[Path]]:
+    """``count`` clinical four-view studies under ``cache`` (generated once); files per study."""
+    folder = cache / f"clinical-seed{seed}-n{count}"
+    manifest = folder / "manifest.csv"
+    if not manifest.is_file():
+        from brgan_core.synth import get_preset, write_dataset
+
+        print(f"generating {count} clinical studies into {folder} …", file=sys.stderr, flush=True)
+        start = time.monotonic()
+        partial = folder.with_name(folder.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        write_dataset(
+            partial,
+            count,
+            get_preset("clinical"),
+            seed,
+            workers=workers,
+            progress=lambda done: print(f"  {done}/{count}", file=sys.stderr, flush=True),
+        )
+        partial.rename(folder)
+        print(f"  done in {time.monotonic() - start:.0f} s", file=sys.stderr, flush=True)
+    studies = sorted(p for p in folder.iterdir() if p.is_dir())
+    files = [sorted(s.glob("*.dcm")) for s in studies]
+    if len(files) < count or any(len(f) != 4 for f in files):
+        raise SystemExit(f"{folder}: expected {count} four-view studies; delete it to regenerate")
+    return files
+
+
+# -- processes --------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    """Block until something accepts on 127.0.0.1:port (fail early if ``proc`` died)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with status {proc.returncode} before listening")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing listens on 127.0.0.1:{port}") from None
+            time.sleep(0.05)
+
+
+def status_kb(pid: int, field_name: str) -> int | None:
+    """A ``kB`` field of ``/proc/<pid>/status`` (VmRSS, VmHWM), or None once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+class RssPoller(threading.Thread):
+    """Polls a process's VmRSS; keeps the maximum seen."""
+
+    def __init__(self, pid: int, interval: float) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.interval = interval
+        self.max_kb = 0
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            kb = status_kb(self.pid, "VmRSS")
+            if kb is not None:
+                self.max_kb = max(self.max_kb, kb)
+            self._stop_event.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join()
+
+
+@dataclass
+class Server:
+    """A running target: its process, port, output folder and log file."""
+
+    target: str
+    proc: subprocess.Popen[bytes]
+    port: int
+    folder: Path
+    log: Any
+
+
+@contextlib.contextmanager
+def start_server(target: str, folder: Path) -> Iterator[Server]:
+    """Start ``brgan serve`` or ``storescp`` on a free loopback port writing into ``folder``."""
+    folder.mkdir(parents=True)
+    port = free_port()
+    log = (folder.parent / f"{folder.name}.log").open("wb")
+    if target == "listener":
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith("BRGAN_")
+        }  # production defaults: nothing from the caller's environment
+        env.update(
+            BRGAN_DATA_DIR=str(folder),
+            BRGAN_HOST="127.0.0.1",
+            BRGAN_PORT=str(port),
+            BRGAN_ALLOWED_CALLING_AETS=json.dumps([CALLING_AE]),
+        )
+        cmd = [sys.executable, "-m", "plugin.cli.main", "serve"]
+    else:
+        env = dict(os.environ)
+        cmd = ["storescp", "-aet", CALLED_AE, "--output-directory", str(folder), str(port)]
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = Server(target, proc, port, folder, log)
+    try:
+        wait_for_port(port, proc)
+        yield server
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log.close()
+
+
+def send_studies(port: int, studies: Sequence[Sequence[Path]]) -> None:
+    """One ``storescu`` association per study, one after another; raises on any failure."""
+    for files in studies:
+        cmd = ["storescu", "-aet", CALLING_AE, "-aec", CALLED_AE, "127.0.0.1", str(port)]
+        done = subprocess.run([*cmd, *map(str, files)], capture_output=True, text=True, check=False)
+        if done.returncode != 0 or "E:" in done.stderr:
+            raise RuntimeError(f"storescu failed ({done.returncode}): {done.stderr.strip()}")
+
+
+def received(server: Server) -> int:
+    """Instances the target has stored (index rows for the listener, files for storescp)."""
+    if server.target == "listener":
+        uri = f"file:{server.folder / 'index.sqlite3'}?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM instances").fetchone()[0])
+    return sum(1 for p in server.folder.rglob("*") if p.is_file())
+
+
+# -- one round ----------------------------------------------------------------------------
+
+
+@dataclass
+class RoundResult:
+    """One timed send of ``instances`` to one target."""
+
+    target: str
+    round: int
+    studies: int
+    instances: int
+    megabytes: float
+    seconds: float
+    rss_idle_mb: float | None = None
+    rss_peak_mb: float | None = None
+    rss_polled_max_mb: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def instances_per_s(self) -> float:
+        return self.instances / self.seconds
+
+    @property
+    def mb_per_s(self) -> float:
+        return self.megabytes / self.seconds
+
+
+def run_round(
+    target: str, number: int, studies: Sequence[Sequence[Path]], runs: Path, poll: float
+) -> RoundResult:
+    """Start a fresh target, send ``studies``, check everything arrived, stop it."""
+    folder = runs / f"{target}-{number:02d}-{len(studies)}"
+    instances = sum(len(f) for f in studies)
+    megabytes = sum(p.stat().st_size for f in studies for p in f) / 1e6
+    with start_server(target, folder) as server:
+        idle = status_kb(server.proc.pid, "VmRSS")
+        poller = RssPoller(server.proc.pid, poll) if target == "listener" else None
+        os.sync()
+        if poller is not None:
+            poller.start()
+        start = time.perf_counter()
+        send_studies(server.port, studies)
+        seconds = time.perf_counter() - start
+        hwm = status_kb(server.proc.pid, "VmHWM")
+        if poller is not None:
+            poller.stop()
+        children = _children(server.proc.pid)
+    got = received(server)
+    if got != instances:
+        raise RuntimeError(f"{target}: sent {instances} instances, {got} stored")
+    result = RoundResult(target, number, len(studies), instances, megabytes, seconds)
+    if target == "listener":
+        result.rss_idle_mb = (idle or 0) / 1024
+        result.rss_peak_mb = (hwm or 0) / 1024
+        result.rss_polled_max_mb = (poller.max_kb if poller else 0) / 1024
+        result.extra["child_processes"] = children
+    print(
+        f"  {target:8s} round {number}: {instances} instances, {seconds:.2f} s, "
+        f"{result.mb_per_s:.0f} MB/s"
+        + (f", peak RSS {result.rss_peak_mb:.0f} MB" if result.rss_peak_mb else ""),
+        file=sys.stderr,
+        flush=True,
+    )
+    shutil.rmtree(folder, ignore_errors=True)
+    os.sync()
+    return result
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(x) for x in text.split()]
+
+
+# -- report -------------------------------------------------------------------------------
+
+
+def summarize(values: Sequence[float]) -> dict[str, float]:
+    """Median, quartiles, IQR, min, max."""
+    data = sorted(values)
+    if len(data) >= 2:
+        q1, median, q3 = statistics.quantiles(data, n=4, method="inclusive")
+    else:
+        q1 = median = q3 = data[0]
+    return {"median": median, "q1": q1, "q3": q3, "iqr": q3 - q1, "min": data[0], "max": data[-1]}
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU, cores, memory, load, tool versions."""
+    cpu = platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    version = subprocess.run(["storescp", "--version"], capture_output=True, text=True)
+    return {
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "storescp": version.stdout.splitlines()[0] if version.stdout else None,
+        "loadavg_start": list(os.getloadavg()),
+    }
+
+
+def build_result(
+    args: argparse.Namespace, rounds: list[RoundResult], info: dict[str, Any], cache: Path
+) -> dict[str, Any]:
+    """Everything measured as a JSON-able dictionary; the ratio is per ABBA pair of rounds."""
+    main = [r for r in rounds if r.studies == args.studies]
+    by_target = {t: [r for r in main if r.target == t] for t in TARGETS}
+    stats = {
+        t: {
+            "instances_per_s": summarize([r.instances_per_s for r in rs]),
+            "mb_per_s": summarize([r.mb_per_s for r in rs]),
+            "seconds": summarize([r.seconds for r in rs]),
+        }
+        for t, rs in by_target.items()
+    }
+    pair_ratios = [
+        a.mb_per_s / b.mb_per_s
+        for a, b in zip(by_target["listener"], by_target["storescp"], strict=True)
+    ]
+    listener = [r for r in rounds if r.target == "listener"]
+    rss = {
+        str(n): max(r.rss_peak_mb or 0 for r in listener if r.studies == n)
+        for n in sorted({r.studies for r in listener})
+    }
+    return {
+        "benchmark": "ingest",
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "command": "bench/ingest.py " + " ".join(sys.argv[1:]),
+        "config": {
+            "studies": args.studies,
+            "instances": 4 * args.studies,
+            "rounds": args.rounds,
+            "growth_round_studies": 2 * args.studies if args.growth else None,
+            "preset": "clinical",
+            "cache": str(cache),
+            "association": "one storescu association per study, studies sequential",
+            "listener": "python -m plugin.cli.main serve (brgan serve), production defaults",
+            "storescp": "storescp -aet BRGAN --output-directory DIR PORT",
+        },
+        "machine": dict(info, loadavg_end=list(os.getloadavg())),
+        "stats": stats,
+        "ratio_listener_vs_storescp": summarize(pair_ratios),
+        "ratio_per_round": pair_ratios,
+        "target_ratio": TARGET_RATIO,
+        "listener_peak_rss_mb_by_studies": rss,
+        "target_rss_mb": TARGET_RSS_MB,
+        "rounds": [
+            asdict(r) | {"instances_per_s": r.instances_per_s, "mb_per_s": r.mb_per_s}
+            for r in rounds
+        ],
+    }
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The result as markdown tables."""
+    cfg = result["config"]
+    lines = [
+        f"Ingest on loopback: {cfg['studies']} clinical four-view studies "
+        f"({cfg['instances']} instances) per round, {cfg['rounds']} rounds per target (ABBA), "
+        f"{cfg['association']}",
+        "",
+        "| target | instances/s (median) | MB/s (median) | MB/s IQR | s per round (median) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for target in TARGETS:
+        s = result["stats"][target]
+        lines.append(
+            f"| {target} | {s['instances_per_s']['median']:.2f} | {s['mb_per_s']['median']:.1f} "
+            f"| {s['mb_per_s']['iqr']:.1f} | {s['seconds']['median']:.2f} |"
+        )
+    ratio = result["ratio_listener_vs_storescp"]
+    lines += [
+        "",
+        "| measure | value | target |",
+        "|---|---:|---|",
+        f"| listener / storescp throughput (median of paired rounds) | {ratio['median']:.2f} "
+        f"(IQR {ratio['iqr']:.2f}, min {ratio['min']:.2f}, max {ratio['max']:.2f}) "
+        f"| ≥ {TARGET_RATIO} |",
+    ]
+    for n, mb in result["listener_peak_rss_mb_by_studies"].items():
+        lines.append(
+            f"| listener peak RSS (VmHWM), rounds of {n} studies | {mb:.0f} MB "
+            f"| < {TARGET_RSS_MB} MB |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; returns the exit status (0)."""
+    args = build_parser().parse_args(argv)
+    if args.studies < 1 or args.rounds < 1:
+        raise SystemExit("--studies and --rounds must be at least 1")
+    for tool in ("storescu", "storescp"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} not found: install dcmtk (apt-get install dcmtk)")
+    info = machine_info()
+    total = 2 * args.studies if args.growth else args.studies
+    studies = ensure_studies(args.cache, total, args.seed, args.gen_workers)
+    runs = args.cache / "runs"
+    shutil.rmtree(runs, ignore_errors=True)
+    runs.mkdir(parents=True)
+    rounds: list[RoundResult] = []
+    for number in range(args.rounds):
+        order = TARGETS if number % 2 == 0 else TARGETS[::-1]
+        for target in order:
+            rounds.append(run_round(target, number, studies[: args.studies], runs, args.poll))
+    if args.growth:
+        for target in TARGETS:
+            rounds.append(run_round(target, args.rounds, studies, runs, args.poll))
+    result = build_result(args, rounds, info, args.cache)
+    print(markdown(result))
+    if not args.no_json:
+        path = args.json or RESULTS_DIR / f"ingest-{dt.date.today().isoformat()}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        print(f"\nJSON: {path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

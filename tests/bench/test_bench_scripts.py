@@ -1,0 +1,60 @@
+"""Smoke tests of the benchmark scripts: they load, parse arguments and summarize (no run).
+
+The benchmarks themselves are not part of the suite (minutes of CPU, numbers in ``docs/``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+def load(name: str) -> ModuleType:
+    """Import ``bench/<name>.py`` by path (``bench`` is a folder of scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name", ["inference", "ingest"])
+def test_help_exits_cleanly(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        load(name).main(["--help"])
+    assert exc.value.code == 0
+    assert "usage: bench/" in capsys.readouterr().out
+
+
+def test_inference_defaults_match_the_issue() -> None:
+    args = load("inference").build_parser().parse_args([])
+    assert (args.backbone, args.height, args.width, args.device) == ("resnet50", 1024, None, "auto")
+    assert args.reps >= 1 and args.warmup >= 1
+
+
+def test_ingest_defaults_and_flags() -> None:
+    parser = load("ingest").build_parser()
+    args = parser.parse_args([])
+    assert (args.studies, args.growth) == (5, True)
+    assert parser.parse_args(["--studies", "2", "--no-growth"]).growth is False
+
+
+@pytest.mark.parametrize("name", ["inference", "ingest"])
+def test_summarize_median_and_iqr(name: str) -> None:
+    stats = load(name).summarize([4.0, 1.0, 3.0, 2.0, 5.0])
+    assert (stats["median"], stats["q1"], stats["q3"], stats["iqr"]) == (3.0, 2.0, 4.0, 2.0)
+    assert load(name).summarize([7.0])["median"] == 7.0
+
+
+def test_bad_counts_are_refused() -> None:
+    with pytest.raises(SystemExit, match="at least 1"):
+        load("ingest").main(["--studies", "0"])
+    with pytest.raises(SystemExit, match="--reps"):
+        load("inference").main(["--reps", "0"])
