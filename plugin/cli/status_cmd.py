@@ -32,10 +32,27 @@ def _score_text(score_json: str | None) -> str:
     except ValueError:
         return score_json
     if isinstance(data, dict):
-        for key in ("probability", "p_malignant", "score", "p"):
+        if data.get("status") == "not analyzed":
+            return f"not analyzed: {data.get('reason', '?')}"
+        for key in ("p_malignant", "probability", "score", "p"):
             if isinstance(data.get(key), int | float):
                 return f"{data[key]:.3f}"
     return json.dumps(data, sort_keys=True)
+
+
+def _result_text(result_json: str) -> str:
+    """Exam and breast scores of a study-level result summary, else the JSON as is."""
+    try:
+        data = json.loads(result_json)
+    except ValueError:
+        return result_json
+    if not isinstance(data, dict):
+        return result_json
+    parts = []
+    for key in ("exam", "breasts", "model"):
+        if key in data:
+            parts.append(f"{key} {json.dumps(data[key], sort_keys=True)}")
+    return " · ".join(parts) or json.dumps(data, sort_keys=True)
 
 
 def _queue_depth(settings: Settings) -> str:
@@ -44,7 +61,7 @@ def _queue_depth(settings: Settings) -> str:
     except ImportError:
         return "unknown"
     depth = queue_depth(settings)
-    return "unknown (broker not reachable)" if depth is None else str(depth)
+    return "unknown (queue not reachable)" if depth is None else str(depth)
 
 
 def status(
@@ -171,6 +188,7 @@ def _show_study(index: Any, study_uid: str, as_json: bool) -> None:
                     "task_id": row.task_id,
                     "model_version": row.model_version,
                     "error": row.error,
+                    "result": json.loads(row.result_json) if row.result_json else None,
                     "images": [
                         {
                             "sop_instance_uid": i.sop_instance_uid,
@@ -218,6 +236,8 @@ def _show_study(index: Any, study_uid: str, as_json: bool) -> None:
             reason,
         )  # fmt: skip
     console.print(images)
+    if row.result_json:
+        console.print(f"Result: {_result_text(row.result_json)}", highlight=False)
     if pairs:
         table = Table(title=f"Pairs (version {row.version})")
         for column in ("target", "contralateral", "side", "view", "score"):

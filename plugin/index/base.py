@@ -107,6 +107,11 @@ class Index(ABC):
         """Store score JSON per target SOP instance UID for ``version``."""
 
     @abstractmethod
+    def record_result(self, study_uid: str, version: int, result_json: str) -> StudyRow:
+        """Store the study-level result summary of ``version`` (breast and exam scores,
+        timings, model); cleared when a new version opens."""
+
+    @abstractmethod
     def pairs(self, study_uid: str, version: int | None = None) -> list[PairRow]:
         """Pairs of ``version`` (default: the study's current version)."""
 

@@ -111,6 +111,7 @@ class StudyRow:
     error: str | None = None
     finished_at: float | None = None
     purged_at: float | None = None
+    result_json: str | None = None
 
 
 @dataclass(frozen=True)

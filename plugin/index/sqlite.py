@@ -51,7 +51,8 @@ CREATE TABLE IF NOT EXISTS studies (
     model_version     TEXT,
     error             TEXT,
     finished_at       REAL,
-    purged_at         REAL
+    purged_at         REAL,
+    result_json       TEXT
 );
 CREATE INDEX IF NOT EXISTS studies_state ON studies(state);
 CREATE TABLE IF NOT EXISTS instances (
@@ -112,7 +113,7 @@ CREATE TABLE IF NOT EXISTS errors (
 _STUDY_COLS = (
     "study_uid, state, version, first_instance_at, last_instance_at, created_at, updated_at, "
     "state_changed_at, planned_at, pairs_key, plan_json, task_id, model_version, error, "
-    "finished_at, purged_at, "
+    "finished_at, purged_at, result_json, "
     "(SELECT COUNT(*) FROM instances i WHERE i.study_uid = studies.study_uid) AS instance_count"
 )
 _INSTANCE_COLS = (
@@ -164,6 +165,7 @@ class SqliteIndex(Index):
                 self._conn.execute("PRAGMA synchronous=NORMAL")
                 self._conn.execute("PRAGMA foreign_keys=ON")
                 self._conn.executescript(SCHEMA)
+                self._migrate()
                 self._conn.execute(
                     "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
                     (str(SCHEMA_VERSION),),
@@ -172,6 +174,12 @@ class SqliteIndex(Index):
         except sqlite3.Error as exc:
             raise StudyIndexError(f"cannot open index {self.path}: {exc}") from exc
         self._conn.row_factory = sqlite3.Row
+
+    def _migrate(self) -> None:
+        """Add columns introduced after a database was created (never drops anything)."""
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(studies)")}
+        if "result_json" not in columns:
+            self._conn.execute("ALTER TABLE studies ADD COLUMN result_json TEXT")
 
     # -- plumbing ---------------------------------------------------------------------------
     @contextmanager
@@ -368,7 +376,8 @@ class SqliteIndex(Index):
             check_transition(study_uid, current.state, StudyState.RECEIVING)
             conn.execute(
                 "UPDATE studies SET state = ?, version = version + 1, task_id = NULL, "
-                "error = NULL, finished_at = NULL, state_changed_at = ?, updated_at = ? "
+                "error = NULL, finished_at = NULL, result_json = NULL, state_changed_at = ?, "
+                "updated_at = ? "
                 "WHERE study_uid = ?",
                 (StudyState.RECEIVING.value, now, now, study_uid),
             )
@@ -437,6 +446,21 @@ class SqliteIndex(Index):
                         f"study {study_uid} version {version}: no pair with target {target_uid}"
                     )
         return self.pairs(study_uid, version)
+
+    def record_result(self, study_uid: str, version: int, result_json: str) -> StudyRow:
+        now = time.time()
+        with self._write() as conn:
+            current = self._get_study(conn, study_uid)
+            if current.version != version:
+                raise IllegalTransition(
+                    f"study {study_uid}: result for version {version}, but the study is at "
+                    f"version {current.version}"
+                )
+            conn.execute(
+                "UPDATE studies SET result_json = ?, updated_at = ? WHERE study_uid = ?",
+                (result_json, now, study_uid),
+            )
+            return self._get_study(conn, study_uid)
 
     def pairs(self, study_uid: str, version: int | None = None) -> list[PairRow]:
         if version is None:

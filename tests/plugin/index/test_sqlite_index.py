@@ -176,3 +176,34 @@ def test_readonly_open(tmp_path: Path) -> None:
         ro.record_error("x", "y")
     ro.close()
     rw.close()
+
+
+def test_result_summary_and_new_version_clears_it(index: SqliteIndex) -> None:
+    index.record_instance(record("1.1"))
+    index.record_plan("1.2.3", 1, pairs_key="k", plan_json="{}", pairs=[], as_of=100.0)
+    for state in (S.READY, S.QUEUED, S.DONE):
+        index.transition("1.2.3", state)
+    assert index.record_result("1.2.3", 1, '{"exam": 0.3}').result_json == '{"exam": 0.3}'
+    with pytest.raises(IllegalTransition):
+        index.record_result("1.2.3", 2, "{}")
+    assert index.open_new_version("1.2.3").result_json is None
+
+
+def test_old_database_is_migrated(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "CREATE TABLE studies (study_uid TEXT PRIMARY KEY, state TEXT NOT NULL, "
+        "version INTEGER NOT NULL DEFAULT 1, first_instance_at REAL NOT NULL, "
+        "last_instance_at REAL NOT NULL, created_at REAL NOT NULL, updated_at REAL NOT NULL, "
+        "state_changed_at REAL NOT NULL, planned_at REAL, pairs_key TEXT, plan_json TEXT, "
+        "task_id TEXT, model_version TEXT, error TEXT, finished_at REAL, purged_at REAL)"
+    )
+    conn.commit()
+    conn.close()
+    idx = SqliteIndex(path)
+    idx.record_instance(record("1.1"))
+    assert idx.get_study("1.2.3").result_json is None
+    idx.close()

@@ -140,8 +140,16 @@ def test_status_overview_and_study(cli_env: Service) -> None:
 
     Coordinator(cli_env.index, cli_env.spool, CoordinatorTiming(0.0, 0.0, 7.0)).run_once()
     cli_env.index.transition(uid, StudyState.QUEUED, task_id="task-42")
-    target = cli_env.index.pairs(uid)[0].target_uid
-    cli_env.index.record_scores(uid, 1, {target: json.dumps({"probability": 0.125})})
+    first, second = (p.target_uid for p in cli_env.index.pairs(uid)[:2])
+    cli_env.index.record_scores(
+        uid,
+        1,
+        {
+            first: json.dumps({"status": "analyzed", "p_malignant": 0.125}),
+            second: json.dumps({"status": "not analyzed", "reason": "decode failed"}),
+        },
+    )
+    cli_env.index.record_result(uid, 1, json.dumps({"exam": 0.125, "breasts": {"L": 0.125}}))
 
     runner = CliRunner()
     result = runner.invoke(app, ["status"])
@@ -154,10 +162,13 @@ def test_status_overview_and_study(cli_env: Service) -> None:
     assert "task task-42" in result.output
     assert "not an image" in result.output  # the SR's reason
     assert "0.125" in result.output and "Pairs (version 1)" in result.output
+    assert "not analyzed: decode failed" in result.output
+    assert "Result: exam 0.125" in result.output
 
     result = runner.invoke(app, ["status", "--study", uid, "--json"])
     data = json.loads(result.output)
     assert data["state"] == "queued" and len(data["pairs"]) == 4
+    assert data["result"]["exam"] == 0.125
     assert {i["view"] for i in data["images"]} == {"CC", "MLO", None}
 
 
