@@ -187,4 +187,8 @@ class Spool:
         """Every instance file in the spool (for recovery of files the index lacks)."""
         if not self.root.is_dir():
             return []
-        return sorted(p for p in self.root.glob("*/*.dcm") if not p.name.startswith("."))
+        return sorted(
+            p
+            for p in self.root.glob("*/*.dcm")
+            if not p.name.startswith(".") and not p.parent.name.startswith(".")
+        )

@@ -57,6 +57,7 @@ def test_purge_and_stale_temp(tmp_path: Path) -> None:
     spool.write_bytes("1.2", "1.2.2", b"b")
     (spool.study_dir("1.2") / ".1.2.3.xyz.tmp").write_bytes(b"half")
     (spool.incoming_dir / "tmp1.dcm").write_bytes(b"half")
+    assert len(spool.instance_files()) == 2  # never the incoming temp files
     assert spool.remove_stale_temp() == 2
     assert len(spool.instance_files()) == 2
     assert spool.purge_study("1.2") == 2
