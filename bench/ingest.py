@@ -11,7 +11,8 @@ reused; then dcmtk ``storescu`` sends the first ``--studies`` of them, one assoc
 (b) dcmtk ``storescp --output-directory DIR`` writing each instance to disk (no fsync).
 
 Rounds alternate a/b in ABBA order (a b, b a, a b, …) so drift on a shared machine hits both
-alike; every round starts a fresh server with an empty folder, and ``sync`` runs before each
+alike; every round starts a fresh server with an empty folder (warmed up by one untimed
+``echoscu`` association, as a long-running service would be), and ``sync`` runs before each
 timed send so one target's dirty pages are not flushed during the other's run. The clock runs
 from the first ``storescu`` start to the last one's exit; every instance must be acknowledged
 (storescu exit 0) and found afterwards (index rows / files), or the run fails.
@@ -86,6 +87,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="synthetic data seed (default: 0)")
     parser.add_argument(
         "--gen-workers", type=int, default=2, help="processes generating the studies"
+    )
+    parser.add_argument(
+        "--required-contexts",
+        action="store_true",
+        help="storescu -R: propose only the SOP classes being sent (default: storescu proposes "
+        "every storage class, as dcmtk does out of the box)",
+    )
+    parser.add_argument(
+        "--profile",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="one more, untimed listener round sampled by py-spy (pip install py-spy); "
+        "where the listener's time goes goes into the JSON",
     )
     parser.add_argument(
         "--poll", type=float, default=0.05, help="seconds between VmRSS polls (default: 0.05)"
@@ -223,6 +237,7 @@ def start_server(target: str, folder: Path) -> Iterator[Server]:
     server = Server(target, proc, port, folder, log)
     try:
         wait_for_port(port, proc)
+        warm_up(port)
         yield server
     finally:
         if proc.poll() is None:
@@ -235,10 +250,22 @@ def start_server(target: str, folder: Path) -> Iterator[Server]:
         log.close()
 
 
-def send_studies(port: int, studies: Sequence[Sequence[Path]]) -> None:
+def warm_up(port: int) -> None:
+    """One C-ECHO association (dcmtk ``echoscu``), untimed: a long-running service is warm."""
+    cmd = ["echoscu", "-aet", CALLING_AE, "-aec", CALLED_AE, "127.0.0.1", str(port)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"echoscu failed ({done.returncode}): {done.stderr.strip()}")
+
+
+def send_studies(
+    port: int, studies: Sequence[Sequence[Path]], *, required_only: bool = False
+) -> None:
     """One ``storescu`` association per study, one after another; raises on any failure."""
     for files in studies:
         cmd = ["storescu", "-aet", CALLING_AE, "-aec", CALLED_AE, "127.0.0.1", str(port)]
+        if required_only:
+            cmd.insert(1, "-R")
         done = subprocess.run([*cmd, *map(str, files)], capture_output=True, text=True, check=False)
         if done.returncode != 0 or "E:" in done.stderr:
             raise RuntimeError(f"storescu failed ({done.returncode}): {done.stderr.strip()}")
@@ -281,24 +308,38 @@ class RoundResult:
 
 
 def run_round(
-    target: str, number: int, studies: Sequence[Sequence[Path]], runs: Path, poll: float
+    target: str,
+    number: int,
+    studies: Sequence[Sequence[Path]],
+    runs: Path,
+    args: argparse.Namespace,
+    *,
+    profile_out: Path | None = None,
 ) -> RoundResult:
-    """Start a fresh target, send ``studies``, check everything arrived, stop it."""
-    folder = runs / f"{target}-{number:02d}-{len(studies)}"
+    """Start a fresh target, send ``studies``, check everything arrived, stop it.
+
+    With ``profile_out`` the target is sampled by ``py-spy record`` while it receives.
+    """
+    suffix = "-profiled" if profile_out else ""
+    folder = runs / f"{target}-{number:02d}-{len(studies)}{suffix}"
     instances = sum(len(f) for f in studies)
     megabytes = sum(p.stat().st_size for f in studies for p in f) / 1e6
     with start_server(target, folder) as server:
         idle = status_kb(server.proc.pid, "VmRSS")
-        poller = RssPoller(server.proc.pid, poll) if target == "listener" else None
+        poller = RssPoller(server.proc.pid, args.poll) if target == "listener" else None
+        spy = start_py_spy(server.proc.pid, profile_out) if profile_out else None
         os.sync()
         if poller is not None:
             poller.start()
         start = time.perf_counter()
-        send_studies(server.port, studies)
+        send_studies(server.port, studies, required_only=args.required_contexts)
         seconds = time.perf_counter() - start
         hwm = status_kb(server.proc.pid, "VmHWM")
         if poller is not None:
             poller.stop()
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(timeout=60)
         children = _children(server.proc.pid)
     got = received(server)
     if got != instances:
@@ -312,13 +353,77 @@ def run_round(
     print(
         f"  {target:8s} round {number}: {instances} instances, {seconds:.2f} s, "
         f"{result.mb_per_s:.0f} MB/s"
-        + (f", peak RSS {result.rss_peak_mb:.0f} MB" if result.rss_peak_mb else ""),
+        + (f", peak RSS {result.rss_peak_mb:.0f} MB" if result.rss_peak_mb else "")
+        + (" (profiled, not counted)" if profile_out else ""),
         file=sys.stderr,
         flush=True,
     )
     shutil.rmtree(folder, ignore_errors=True)
     os.sync()
     return result
+
+
+# -- profile ------------------------------------------------------------------------------
+
+
+def start_py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    """``py-spy record`` attached to ``pid``: every thread, idle ones too, collapsed stacks."""
+    exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    cmd = [exe, "record", "-p", str(pid), "--idle", "--threads", "--rate", "200"]
+    spy = subprocess.Popen(
+        [*cmd, "--format", "raw", "-o", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(1.0)  # py-spy attaches before the first association
+    if spy.poll() is not None:
+        raise RuntimeError(f"py-spy exited with status {spy.returncode} (is it installed?)")
+    return spy
+
+
+#: Leaf frames of a thread that waits for work (not receive time): locks, selectors, the
+#: 1 ms polling sleeps of pynetdicom's reactors.
+IDLE_LEAVES = (
+    "Condition.wait",
+    "_PollLikeSelector.select",
+    "Association._run_reactor (pynetdicom/association.py",
+    "DULServiceProvider.run_reactor (pynetdicom/dul.py",
+)
+
+#: Receive steps, by a function that appears in the stack (first match wins).
+STEPS = (
+    ("association negotiation (presentation contexts)", ("ACSE.negotiate_association",)),
+    ("association set-up (AE contexts deep-copied)", ("RequestHandler._create_association",)),
+    ("spool: fsync file + folder, rename", ("Spool.move_in", "Spool.write_bytes", "_fsync_dir")),
+    ("header read (pydicom, stop_before_pixels)", ("read_header",)),
+    ("classify", ("classify",)),
+    ("SQLite index", ("SqliteIndex.",)),
+    ("logging", ("BoundLoggerLazyProxy", "_proxy_to_logger", "Logger.handle")),
+    ("chunked receive: DIMSE decode, temp-file writes", ("DIMSEMessage.decode_msg",)),
+    ("DUL: socket read and PDU decode", ("DULServiceProvider",)),
+    ("DIMSE / other pynetdicom", ("pynetdicom/",)),
+)
+
+
+def summarize_profile(path: Path, rate: float = 200.0) -> dict[str, Any]:
+    """Busy seconds per receive step from py-spy's collapsed stacks (idle waits left out)."""
+    busy: dict[str, float] = {}
+    idle = 0.0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        seconds = int(count) / rate
+        frames = stack.split(";")
+        if any(frames[-1].startswith(leaf) for leaf in IDLE_LEAVES):
+            idle += seconds
+            continue
+        step = next(
+            (name for name, keys in STEPS if any(k in f for f in frames for k in keys)), "other"
+        )
+        busy[step] = busy.get(step, 0.0) + seconds
+    ordered = dict(sorted(busy.items(), key=lambda kv: -kv[1]))
+    return {"busy_seconds_by_step": ordered, "idle_thread_seconds": idle, "file": str(path)}
 
 
 def _children(pid: int) -> list[int]:
@@ -395,7 +500,8 @@ def build_result(
             "growth_round_studies": 2 * args.studies if args.growth else None,
             "preset": "clinical",
             "cache": str(cache),
-            "association": "one storescu association per study, studies sequential",
+            "association": "one storescu association per study, studies sequential"
+            + (", storescu -R (only the needed contexts)" if args.required_contexts else ""),
             "listener": "python -m plugin.cli.main serve (brgan serve), production defaults",
             "storescp": "storescp -aet BRGAN --output-directory DIR PORT",
         },
@@ -444,6 +550,15 @@ def markdown(result: dict[str, Any]) -> str:
             f"| listener peak RSS (VmHWM), rounds of {n} studies | {mb:.0f} MB "
             f"| < {TARGET_RSS_MB} MB |"
         )
+    profile = result.get("profile")
+    if profile:
+        lines += [
+            "",
+            "| listener thread time while receiving (py-spy, untimed round) | busy s |",
+            "|---|---:|",
+        ]
+        for step, seconds in profile["busy_seconds_by_step"].items():
+            lines.append(f"| {step} | {seconds:.2f} |")
     return "\n".join(lines)
 
 
@@ -452,7 +567,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.studies < 1 or args.rounds < 1:
         raise SystemExit("--studies and --rounds must be at least 1")
-    for tool in ("storescu", "storescp"):
+    for tool in ("storescu", "storescp", "echoscu"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} not found: install dcmtk (apt-get install dcmtk)")
     info = machine_info()
@@ -465,11 +580,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     for number in range(args.rounds):
         order = TARGETS if number % 2 == 0 else TARGETS[::-1]
         for target in order:
-            rounds.append(run_round(target, number, studies[: args.studies], runs, args.poll))
+            rounds.append(run_round(target, number, studies[: args.studies], runs, args))
     if args.growth:
         for target in TARGETS:
-            rounds.append(run_round(target, args.rounds, studies, runs, args.poll))
+            rounds.append(run_round(target, args.rounds, studies, runs, args))
+    profile = None
+    if args.profile:
+        out = args.cache / "listener-py-spy.txt"
+        run_round("listener", args.rounds + 1, studies[: args.studies], runs, args, profile_out=out)
+        profile = summarize_profile(out)
     result = build_result(args, rounds, info, args.cache)
+    result["profile"] = profile
     print(markdown(result))
     if not args.no_json:
         path = args.json or RESULTS_DIR / f"ingest-{dt.date.today().isoformat()}.json"
