@@ -15,7 +15,15 @@ import typer
 
 from brgan_core import __version__
 from brgan_core.errors import BrganCoreError
-from plugin.cli import config_cmd, models_cmd, preview_cmd, serve_cmd, status_cmd, worker_cmd
+from plugin.cli import (
+    config_cmd,
+    models_cmd,
+    preview_cmd,
+    serve_cmd,
+    status_cmd,
+    synth_cmd,
+    worker_cmd,
+)
 from plugin.cli.context import CliState
 from plugin.errors import PluginError
 
@@ -65,6 +73,7 @@ def root(
 
 app.add_typer(config_cmd.app, name="config")
 app.command("preview")(preview_cmd.preview)
+app.command("synth")(synth_cmd.synth)
 app.add_typer(models_cmd.app, name="models")
 app.command("worker")(worker_cmd.worker)
 app.command("serve")(serve_cmd.serve)
