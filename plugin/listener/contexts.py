@@ -31,24 +31,30 @@ from pydicom.uid import (
 from pynetdicom import AllStoragePresentationContexts
 from pynetdicom.sop_class import Verification
 
-#: Transfer syntaxes accepted for every storage SOP class, in order of preference.
+#: Transfer syntaxes accepted for every storage SOP class, in the acceptor's order of
+#: preference: pynetdicom accepts, in each proposed presentation context, the first syntax of
+#: this list that the peer proposed. Senders normally propose the syntax their file is in plus
+#: uncompressed fallbacks in one context (dcmtk ``storescu -xs``/``-xw``/``-xx`` do), so
+#: compressed syntaxes come first: the file is sent as it is and auto-routing never fails
+#: because a sender cannot decompress. Lossless before lossy, so a sender offering both
+#: compresses (if it must) without loss; uncompressed last.
 STORAGE_TRANSFER_SYNTAXES: tuple[UID, ...] = (
+    JPEGLosslessSV1,  # JPEG Lossless, process 14, selection value 1
+    JPEGLossless,  # JPEG Lossless, process 14
+    JPEGLSLossless,
+    JPEG2000Lossless,
+    HTJ2KLossless,
+    HTJ2KLosslessRPCL,
+    RLELossless,
+    JPEGLSNearLossless,
+    JPEG2000,
+    HTJ2K,
+    JPEGExtended12Bit,
+    JPEGBaseline8Bit,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,  # retired, still sent by old modalities
-    JPEGLosslessSV1,  # JPEG Lossless, process 14, selection value 1
-    JPEGLossless,  # JPEG Lossless, process 14
-    JPEGLSLossless,
-    JPEGLSNearLossless,
-    JPEG2000Lossless,
-    JPEG2000,
-    HTJ2KLossless,
-    HTJ2KLosslessRPCL,
-    HTJ2K,
-    RLELossless,
-    JPEGBaseline8Bit,
-    JPEGExtended12Bit,
 )
 
 VERIFICATION_TRANSFER_SYNTAXES: tuple[UID, ...] = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)

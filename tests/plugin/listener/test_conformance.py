@@ -64,3 +64,22 @@ def test_every_transfer_syntax_negotiates_without_transcoding(service: Service) 
         assoc.release()
     assert ExplicitVRLittleEndian in STORAGE_TRANSFER_SYNTAXES
     assert ImplicitVRLittleEndian in STORAGE_TRANSFER_SYNTAXES
+
+
+def test_preference_when_one_context_offers_several(service: Service) -> None:
+    from pydicom.uid import JPEGLosslessSV1
+
+    ae = scu()
+    ae.add_requested_context(
+        MG_FOR_PRESENTATION, [ExplicitVRLittleEndian, JPEGLosslessSV1, ImplicitVRLittleEndian]
+    )
+    ae.add_requested_context(
+        "1.2.840.10008.5.1.4.1.1.7", [ImplicitVRLittleEndian, ExplicitVRLittleEndian]
+    )
+    assoc = ae.associate("127.0.0.1", service.port, ae_title="BRGAN")
+    try:
+        chosen = {str(cx.abstract_syntax): cx.transfer_syntax[0] for cx in assoc.accepted_contexts}
+    finally:
+        assoc.release()
+    assert chosen[MG_FOR_PRESENTATION] == JPEGLosslessSV1  # the sender's file goes as it is
+    assert chosen["1.2.840.10008.5.1.4.1.1.7"] == ExplicitVRLittleEndian
