@@ -22,6 +22,7 @@ from plugin.cli import (
     serve_cmd,
     status_cmd,
     synth_cmd,
+    train_cmd,
     worker_cmd,
 )
 from plugin.cli.context import CliState
@@ -74,6 +75,7 @@ def root(
 app.add_typer(config_cmd.app, name="config")
 app.command("preview")(preview_cmd.preview)
 app.command("synth")(synth_cmd.synth)
+app.command("train")(train_cmd.train)
 app.add_typer(models_cmd.app, name="models")
 app.command("worker")(worker_cmd.worker)
 app.command("serve")(serve_cmd.serve)
