@@ -195,6 +195,10 @@ def _show_study(index: Any, study_uid: str, as_json: bool) -> None:
                             "laterality": i.laterality,
                             "view": i.view,
                             "usable": i.usable,
+                            "acquired": i.acquisition_datetime,
+                            "presentation_intent": i.presentation_intent,
+                            "image_type": i.image_type,
+                            "view_modifiers": i.view_modifiers,
                             "reason": not_analyzed.get(i.sop_instance_uid) or i.reason,
                         }
                         for i in instances
@@ -227,13 +231,15 @@ def _show_study(index: Any, study_uid: str, as_json: bool) -> None:
     if row.error:
         console.print(f"[red]error:[/] {row.error}", highlight=False)
     images = Table(title="Images")
-    for column in ("SOP Instance UID", "laterality", "view", "usable", "not analyzed because"):
+    for column in (
+        "SOP Instance UID", "laterality", "view", "acquired", "usable", "not analyzed because"
+    ):  # fmt: skip
         images.add_column(column)
     for i in instances:
         reason = not_analyzed.get(i.sop_instance_uid) or i.reason or ""
         images.add_row(
-            i.sop_instance_uid, i.laterality or "-", i.view or "-", "yes" if i.usable else "no",
-            reason,
+            i.sop_instance_uid, i.laterality or "-", i.view or "-",
+            (i.acquisition_datetime or "-")[:19], "yes" if i.usable else "no", reason,
         )  # fmt: skip
     console.print(images)
     if row.result_json:

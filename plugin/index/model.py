@@ -82,6 +82,10 @@ class InstanceRecord:
     reason: str | None
     received_at: float
     association_id: int | None = None
+    presentation_intent: str | None = None
+    image_type: str | None = None  # backslash-joined, as in DICOM
+    view_modifiers: str | None = None  # "code^scheme" items joined by backslashes
+    acquisition_datetime: str | None = None  # ISO 8601, no time zone
 
 
 @dataclass(frozen=True)

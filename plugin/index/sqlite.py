@@ -71,7 +71,11 @@ CREATE TABLE IF NOT EXISTS instances (
     received_at         REAL NOT NULL,
     association_id      INTEGER,
     study_version       INTEGER NOT NULL,
-    receive_count       INTEGER NOT NULL DEFAULT 1
+    receive_count       INTEGER NOT NULL DEFAULT 1,
+    presentation_intent TEXT,
+    image_type          TEXT,
+    view_modifiers      TEXT,
+    acquisition_datetime TEXT
 );
 CREATE INDEX IF NOT EXISTS instances_study ON instances(study_uid);
 CREATE TABLE IF NOT EXISTS pairs (
@@ -118,8 +122,17 @@ _STUDY_COLS = (
 )
 _INSTANCE_COLS = (
     "sop_instance_uid, study_uid, series_uid, sop_class_uid, transfer_syntax_uid, path, size, "
-    "header_json, laterality, view, usable, reason, received_at, association_id, study_version, "
+    "header_json, laterality, view, usable, reason, received_at, association_id, "
+    "presentation_intent, image_type, view_modifiers, acquisition_datetime, study_version, "
     "receive_count"
+)
+#: Columns added after the first schema: (table, column, type).
+_ADDED_COLUMNS = (
+    ("studies", "result_json", "TEXT"),
+    ("instances", "presentation_intent", "TEXT"),
+    ("instances", "image_type", "TEXT"),
+    ("instances", "view_modifiers", "TEXT"),
+    ("instances", "acquisition_datetime", "TEXT"),
 )
 _PAIR_COLS = (
     "study_uid, version, target_uid, contralateral_uid, laterality, view, score_json, scored_at"
@@ -177,9 +190,10 @@ class SqliteIndex(Index):
 
     def _migrate(self) -> None:
         """Add columns introduced after a database was created (never drops anything)."""
-        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(studies)")}
-        if "result_json" not in columns:
-            self._conn.execute("ALTER TABLE studies ADD COLUMN result_json TEXT")
+        for table, column, kind in _ADDED_COLUMNS:
+            columns = {row[1] for row in self._conn.execute(f"PRAGMA table_info({table})")}
+            if column not in columns:
+                self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     # -- plumbing ---------------------------------------------------------------------------
     @contextmanager
@@ -242,7 +256,7 @@ class SqliteIndex(Index):
             ).fetchone()
             conn.execute(
                 f"INSERT INTO instances({_INSTANCE_COLS}) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1) "
                 "ON CONFLICT(sop_instance_uid) DO UPDATE SET "
                 "study_uid = excluded.study_uid, series_uid = excluded.series_uid, "
                 "sop_class_uid = excluded.sop_class_uid, "
@@ -251,6 +265,9 @@ class SqliteIndex(Index):
                 "laterality = excluded.laterality, view = excluded.view, "
                 "usable = excluded.usable, reason = excluded.reason, "
                 "received_at = excluded.received_at, association_id = excluded.association_id, "
+                "presentation_intent = excluded.presentation_intent, "
+                "image_type = excluded.image_type, view_modifiers = excluded.view_modifiers, "
+                "acquisition_datetime = excluded.acquisition_datetime, "
                 "study_version = excluded.study_version, receive_count = receive_count + 1",
                 (
                     record.sop_instance_uid,
@@ -267,6 +284,10 @@ class SqliteIndex(Index):
                     record.reason,
                     record.received_at,
                     record.association_id,
+                    record.presentation_intent,
+                    record.image_type,
+                    record.view_modifiers,
+                    record.acquisition_datetime,
                     version,
                 ),
             )

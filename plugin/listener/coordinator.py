@@ -33,13 +33,13 @@ from plugin.errors import PluginError
 from plugin.index import (
     FINAL_STATES,
     Index,
-    InstanceRecord,
     PairRow,
     StudyRow,
     StudyState,
 )
+from plugin.listener.receive import instance_record
 from plugin.logging import get_logger
-from plugin.spool import Spool
+from plugin.spool import Spool, StoredFile
 from plugin.study import (
     InstanceHeader,
     Ready,
@@ -130,7 +130,10 @@ class Coordinator:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.run_once()
+            try:
+                self.run_once()
+            except Exception as exc:  # the loop must outlive any bug in one pass
+                log.error("coordinator_pass_failed", error=f"{type(exc).__name__}: {exc}")
             self._wake.wait(self.timing.interval)
             self._wake.clear()
 
@@ -277,22 +280,13 @@ class Coordinator:
                 continue
             try:
                 header = read_header(path)
-                c = classify(header)
+                stat = path.stat()
                 self.index.record_instance(
-                    InstanceRecord(
-                        sop_instance_uid=header.sop_instance_uid,
-                        study_uid=header.study_uid,
-                        series_uid=header.series_uid or None,
-                        sop_class_uid=header.sop_class_uid,
-                        transfer_syntax_uid=header.transfer_syntax_uid or "",
-                        path=str(path),
-                        size=path.stat().st_size,
-                        header_json=json.dumps(header.to_json(), sort_keys=True),
-                        laterality=c.laterality,
-                        view=c.view,
-                        usable=c.usable,
-                        reason=c.reason,
-                        received_at=path.stat().st_mtime,
+                    instance_record(
+                        header,
+                        classify(header),
+                        StoredFile(path, stat.st_size),
+                        received_at=stat.st_mtime,
                     )
                 )
                 report.reindexed_files += 1

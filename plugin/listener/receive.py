@@ -123,19 +123,10 @@ def receive_instance(
         return _failed(index, outcome, size=size, error=_os_reason(exc))
     try:
         index.record_instance(
-            InstanceRecord(
-                sop_instance_uid=sop_uid,
-                study_uid=study_uid,
-                series_uid=header.series_uid or None,
-                sop_class_uid=header.sop_class_uid,
-                transfer_syntax_uid=header.transfer_syntax_uid or "",
-                path=str(stored.path),
-                size=stored.size,
-                header_json=_header_json(header),
-                laterality=classification.laterality,
-                view=classification.view,
-                usable=classification.usable,
-                reason=classification.reason,
+            instance_record(
+                header,
+                classification,
+                stored,
                 received_at=time.time(),
                 association_id=association_id,
             )
@@ -158,8 +149,35 @@ def receive_instance(
     return StoreOutcome(SUCCESS, None, study_uid, sop_uid, stored.path)
 
 
-def _header_json(header: InstanceHeader) -> str:
-    return json.dumps(header.to_json(), sort_keys=True, separators=(",", ":"))
+def instance_record(
+    header: InstanceHeader,
+    classification: Classification,
+    stored: StoredFile,
+    *,
+    received_at: float,
+    association_id: int | None = None,
+) -> InstanceRecord:
+    """The index row of a stored instance (header fields, classification, file)."""
+    return InstanceRecord(
+        sop_instance_uid=header.sop_instance_uid,
+        study_uid=header.study_uid,
+        series_uid=header.series_uid or None,
+        sop_class_uid=header.sop_class_uid,
+        transfer_syntax_uid=header.transfer_syntax_uid or "",
+        path=str(stored.path),
+        size=stored.size,
+        header_json=json.dumps(header.to_json(), sort_keys=True, separators=(",", ":")),
+        laterality=classification.laterality,
+        view=classification.view,
+        usable=classification.usable,
+        reason=classification.reason,
+        received_at=received_at,
+        association_id=association_id,
+        presentation_intent=header.presentation_intent,
+        image_type="\\".join(header.image_type) or None,
+        view_modifiers="\\".join(f"{v}^{s}" for v, s in header.view_modifier_codes) or None,
+        acquisition_datetime=header.acquisition_datetime,
+    )
 
 
 def _os_reason(exc: BaseException) -> str:

@@ -201,9 +201,18 @@ def test_old_database_is_migrated(tmp_path: Path) -> None:
         "state_changed_at REAL NOT NULL, planned_at REAL, pairs_key TEXT, plan_json TEXT, "
         "task_id TEXT, model_version TEXT, error TEXT, finished_at REAL, purged_at REAL)"
     )
+    conn.execute(
+        "CREATE TABLE instances (sop_instance_uid TEXT PRIMARY KEY, study_uid TEXT NOT NULL, "
+        "series_uid TEXT, sop_class_uid TEXT NOT NULL, transfer_syntax_uid TEXT NOT NULL, "
+        "path TEXT NOT NULL, size INTEGER NOT NULL, header_json TEXT NOT NULL, laterality TEXT, "
+        "view TEXT, usable INTEGER NOT NULL, reason TEXT, received_at REAL NOT NULL, "
+        "association_id INTEGER, study_version INTEGER NOT NULL, "
+        "receive_count INTEGER NOT NULL DEFAULT 1)"
+    )
     conn.commit()
     conn.close()
     idx = SqliteIndex(path)
-    idx.record_instance(record("1.1"))
+    row = idx.record_instance(record("1.1"))
+    assert row.acquisition_datetime is None and row.presentation_intent is None
     assert idx.get_study("1.2.3").result_json is None
     idx.close()

@@ -33,6 +33,10 @@ def test_four_view_study_is_spooled_and_indexed(service: Service) -> None:
         ("R", "MLO"),
     }
     assert all(r.usable and r.reason is None for r in rows)
+    assert {r.presentation_intent for r in rows} == {"FOR PRESENTATION"}
+    assert {r.image_type for r in rows} == {"ORIGINAL\\PRIMARY\\"}
+    assert {r.acquisition_datetime[:10] for r in rows} == {"2026-01-02"}
+    assert {r.view_modifiers for r in rows} == {None}
     for row in rows:
         path = Path(row.path)
         assert path.parent.parent == service.spool.root
