@@ -58,3 +58,8 @@ def test_bad_counts_are_refused() -> None:
         load("ingest").main(["--studies", "0"])
     with pytest.raises(SystemExit, match="--reps"):
         load("inference").main(["--reps", "0"])
+
+
+def test_bootstrap_interval_brackets_the_median() -> None:
+    low, high = load("inference").bootstrap_median_ci([1.0, 1.1, 0.9, 1.05, 0.95], resamples=200)
+    assert 0.9 <= low <= 1.0 <= high <= 1.1
