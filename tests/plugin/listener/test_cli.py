@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from tests.plugin.listener.conftest import (
     Service,
     echo,
     free_port,
+    scu,
     store,
     wait_for_port,
     wait_until,
@@ -180,3 +182,37 @@ def test_status_errors_are_clear(cli_env: Service, tmp_path: Path, monkeypatch) 
     result = CliRunner().invoke(app, ["status"])
     assert isinstance(result.exception, PluginError)
     assert "has `brgan serve` run" in str(result.exception)
+
+
+def test_serve_fails_clearly_on_a_busy_port_and_bad_tls(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BRGAN_")}
+    env.update(BRGAN_DATA_DIR=str(tmp_path / "data"), BRGAN_HOST="127.0.0.1")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        run = subprocess.run(
+            [sys.executable, "-m", "plugin.cli.main", "serve", "--port", str(port)],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert run.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in run.stderr and "Traceback" not in run.stderr
+    env["BRGAN_TLS_CERT"] = str(tmp_path / "missing.pem")
+    env["BRGAN_TLS_KEY"] = str(tmp_path / "missing.key")
+    run = subprocess.run(
+        [sys.executable, "-m", "plugin.cli.main", "serve", "--port", "0"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert run.returncode == 2
+    assert "cannot load TLS files" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_pdu_limit_is_announced(service_factory) -> None:
+    svc = service_factory(max_pdu_size=32768)
+    ae = scu()
+    ae.add_requested_context("1.2.840.10008.1.1")
+    assoc = ae.associate("127.0.0.1", svc.port, ae_title="BRGAN")
+    try:
+        assert assoc.acceptor.maximum_length == 32768
+    finally:
+        assoc.release()
