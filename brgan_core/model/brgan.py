@@ -369,11 +369,11 @@ class BRGAN(nn.Module):
     def predict(self, target: Tensor, contralateral: Tensor | None = None) -> Prediction:
         """Score a batch of targets: p(malignant), CAM and residual map (see :class:`Prediction`).
 
-        Runs in eval mode under ``torch.inference_mode()`` (the previous train/eval mode is
-        restored). Only the backbone, G_T2C and the classifier run; ``contralateral`` is needed
-        (and encoded) only for SBF.
+        Runs in eval mode under ``torch.inference_mode()`` (every submodule's previous
+        train/eval mode is restored afterwards). Only the backbone, G_T2C and the classifier
+        run; ``contralateral`` is needed (and encoded) only for SBF.
         """
-        was_training = self.training
+        modes = [(module, module.training) for module in self.modules()]
         self.eval()
         try:
             with torch.inference_mode():
@@ -392,7 +392,8 @@ class BRGAN(nn.Module):
                     logits=logits,
                 )
         finally:
-            self.train(was_training)
+            for module, mode in modes:
+                module.training = mode
 
     def extra_repr(self) -> str:
         cfg = self.config

@@ -272,8 +272,10 @@ def test_predict_encodes_only_the_target_for_gan(pairs: Batch) -> None:
 def test_predict_eval_mode_restored_and_matches_forward(pairs: Batch) -> None:
     model = tiny()
     model.train()
+    model.backbone[1].eval()  # e.g. a frozen BatchNorm: its mode must survive predict
     pred = model.predict(pairs.target, pairs.contralateral)
-    assert model.training
+    assert model.training and model.classifier.training
+    assert not model.backbone[1].training
     model.eval()
     with torch.no_grad():
         logits = model(pairs.target, pairs.contralateral)
