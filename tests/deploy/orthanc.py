@@ -147,6 +147,7 @@ def routing_config(
         StableAge=stable_age,
         LuaScripts=[str(ROUTING_LUA)],
         SaveJobs=False,
+        JobsHistorySize=100,
         DicomScuTimeout=10,
     )
     config["DicomModalities"]["brgan"].update(Host="127.0.0.1", Port=listener_port)
