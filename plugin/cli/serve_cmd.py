@@ -19,8 +19,21 @@ def serve(
     port: Annotated[
         int | None, typer.Option(help="DICOM port (overrides `port`; 0 = any free port).")
     ] = None,
+    embedded_worker: Annotated[
+        bool,
+        typer.Option(
+            help="In embedded mode (no broker configured), start one scoring worker as a child "
+            "process. Turn off when workers are started separately.",
+        ),
+    ] = True,
 ) -> None:
-    """Receive studies (Storage + Verification SCP) and assemble them for analysis.
+    """Receive studies, assemble and pair them, queue BR-GAN analysis, record the scores.
+
+    With BRGAN_BROKER_URL set (production), ready studies go to the Redis queue and any number
+    of `brgan worker` processes score them. Without a broker (embedded mode), this command does
+    the whole job alone: a filesystem queue under <data_dir>/queue and one worker child process.
+    A model must be active (`brgan models activate VERSION`) for studies to be queued; until
+    then they wait in state 'ready'.
 
     Stops cleanly on SIGTERM or Ctrl-C: no new associations, running ones finish (10 s),
     then the index is closed. Everything received is on disk before it is acknowledged.
@@ -28,6 +41,8 @@ def serve(
     # Imported here so `brgan --help` stays fast; none of these imports torch.
     from plugin.listener.service import Started, run_service
     from plugin.logging import configure_logging
+    from plugin.queue.dispatcher import Dispatcher
+    from plugin.queue.embedded import EmbeddedWorker
 
     settings = state(ctx).settings()
     updates: dict[str, Any] = {}
@@ -49,12 +64,12 @@ def serve(
     previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
 
     def _announce(started: Started) -> None:
-        mode = (
-            "embedded mode (no broker configured; the embedded worker is not part of this "
-            "release: ready studies wait in state 'ready')"
-            if settings.embedded
-            else f"broker {masked_view(settings)['broker_url']}"
-        )
+        if not settings.embedded:
+            mode = f"broker {masked_view(settings)['broker_url']}"
+        elif worker is not None:
+            mode = "embedded mode (no broker; one worker child process, log in <data_dir>)"
+        else:
+            mode = "embedded mode (no broker; --no-embedded-worker: start `brgan worker` yourself)"
         console.print(
             f"brgan serve: listening on {started.host}:{started.port} as AE "
             f"{settings.ae_title} ({'TLS' if started.tls else 'no TLS'}); {mode}",
@@ -75,9 +90,20 @@ def serve(
                 "[yellow]warning:[/] allowed_calling_aets is empty: any calling AE may store.",
             )
 
+    def _hooks(index: Any) -> tuple[Any, Any]:
+        dispatcher = Dispatcher(settings, index)
+        return dispatcher.on_study_ready, dispatcher.reconcile
+
+    worker: EmbeddedWorker | None = None
+    if settings.embedded and embedded_worker:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        worker = EmbeddedWorker(state(ctx).config_file, settings.data_dir / "worker.log")
+        worker.start()
     try:
-        run_service(settings, stop, on_started=_announce)
+        run_service(settings, stop, on_started=_announce, make_hooks=_hooks)
     finally:
+        if worker is not None:
+            worker.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     console.print("brgan serve: stopped cleanly.", highlight=False)

@@ -1,0 +1,80 @@
+"""Embedded mode: `brgan serve` alone (no broker, no Redis) receives, queues, scores, records."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from plugin.index import SqliteIndex, StudyState
+from tests.helpers import make_tiny_registry, write_synth_studies
+from tests.plugin.listener.conftest import CALLING_AE, free_port, wait_for_port, wait_until
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[3]
+
+
+def test_embedded_serve_scores_a_study_without_redis(tmp_path: Path) -> None:
+    if shutil.which("storescu") is None:
+        pytest.skip("dcmtk storescu is needed (scripts/test installs it)")
+    data = tmp_path / "data"
+    make_tiny_registry(data / "models")
+    port = free_port()
+    env = {
+        **os.environ,
+        "BRGAN_DATA_DIR": str(data),
+        "BRGAN_HOST": "127.0.0.1",
+        "BRGAN_PORT": str(port),
+        "BRGAN_ALLOWED_CALLING_AETS": json.dumps([CALLING_AE]),
+        "BRGAN_COMPLETE_GRACE": "0",
+        "BRGAN_COORDINATOR_INTERVAL": "0.2",
+    }
+    for key in ("BRGAN_BROKER_URL", "BRGAN_RESULT_BACKEND", "BRGAN_CONFIG"):
+        env.pop(key, None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "plugin.cli.main", "serve"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for_port(port)
+        rows = write_synth_studies(tmp_path / "synth", patients=1, seed=21)
+        subprocess.run(
+            ["storescu", "-aet", CALLING_AE, "-aec", "BRGAN", "127.0.0.1", str(port)]
+            + [r["path"] for r in rows],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        study_uid = rows[0]["study_uid"]
+        index = SqliteIndex(data / "index.sqlite3", readonly=True)
+        try:
+            wait_until(
+                lambda: (
+                    (s := index.get_study(study_uid)) is not None and s.state == StudyState.DONE
+                ),
+                timeout=120,
+            )
+            scores = [json.loads(p.score_json) for p in index.pairs(study_uid) if p.score_json]
+        finally:
+            index.close()
+        assert len(scores) == 4
+        assert all(s["status"] == "analyzed" for s in scores)
+        assert (data / "queue" / "results").is_dir()  # the filesystem result backend was used
+        # The listener process itself never loaded torch: scoring ran in the worker child.
+        assert "libtorch" not in Path(f"/proc/{proc.pid}/maps").read_text()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+        worker_log = (data / "worker.log").read_text(errors="replace")[-2000:]
+    assert proc.returncode == 0, err[-2000:] + worker_log
+    assert "embedded mode" in out and "stopped cleanly" in out
