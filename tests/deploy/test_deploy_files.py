@@ -228,3 +228,48 @@ def test_compose_structure() -> None:
     assert worker["/var/lib/brgan/results"] == "rw"
     assert set(worker) <= set(listener), "workers must see the listener's paths"
     assert services["brgan-listener"]["network_mode"] == "service:orthanc"
+
+
+# -- Kubernetes --------------------------------------------------------------------------------
+K8S = DEPLOY / "k8s" / "brgan.yaml"
+
+
+def configmap_toml(text: str) -> str:
+    """The ``brgan.toml: |`` block of the ConfigMap, dedented."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == "brgan.toml: |") + 1
+    block: list[str] = []
+    for line in lines[start:]:
+        if line.strip() and not line.startswith("    "):
+            break
+        block.append(line[4:])
+    return "\n".join(block) + "\n"
+
+
+def test_k8s_config_loads_and_its_paths_are_mounted(clean_env: None, tmp_path: Path) -> None:
+    text = K8S.read_text(encoding="utf-8")
+    toml = tmp_path / "brgan.toml"
+    toml.write_text(configmap_toml(text), encoding="utf-8")
+
+    settings = load_settings(toml)
+
+    mounts = set(re.findall(r"mountPath:\s*([^,}\s]+)", text))
+    assert str(settings.data_dir) in mounts
+    for path in (settings.spool_path, settings.results_path, settings.registry_path):
+        assert str(path) in mounts or str(path.parent) in mounts, f"{path} is not mounted"
+    assert "ReadWriteMany" in text
+
+
+def test_k8s_workers_mount_spool_and_models_read_only() -> None:
+    yaml = pytest.importorskip("yaml", reason="PyYAML is not installed in this environment")
+    docs = list(yaml.safe_load_all(K8S.read_text(encoding="utf-8")))
+    worker = next(d for d in docs if d["metadata"]["name"] == "brgan-worker")
+    container = worker["spec"]["template"]["spec"]["containers"][0]
+    modes = {m["mountPath"]: m.get("readOnly", False) for m in container["volumeMounts"]}
+    assert modes["/srv/brgan-shared/spool"] is True
+    assert modes["/srv/brgan-shared/models"] is True
+    assert modes["/srv/brgan-shared/results"] is False
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    listener = next(d for d in docs if d["metadata"]["name"] == "brgan-listener")
+    assert listener["spec"]["replicas"] == 1
+    assert listener["spec"]["strategy"]["type"] == "Recreate"
