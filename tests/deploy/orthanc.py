@@ -38,10 +38,16 @@ def load_orthanc_config(path: Path = ORTHANC_CONFIG) -> dict[str, Any]:
     return json.loads("\n".join(line for line in lines if not line.lstrip().startswith("//")))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free loopback ports (all bound at once, so never the same twice)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def poll(what: str, probe: Callable[[], T | None], timeout: float, interval: float = 0.1) -> T:
@@ -162,7 +168,7 @@ def start_orthanc(
     binary = orthanc_binary()
     if binary is None:
         raise FileNotFoundError("Orthanc binary not found")
-    http_port, dicom_port = free_port(), free_port()
+    http_port, dicom_port = free_ports(2)
     config = routing_config(
         work_dir,
         listener_port=listener_port,
