@@ -21,7 +21,7 @@ The listener's peak RSS is its ``VmHWM`` (``/proc/<pid>/status``) read before it
 cross-checked by polling ``VmRSS``. A last pair of rounds sends twice the studies (``--growth``)
 to show whether the peak grows with N.
 
-    .venv/bin/python bench/ingest.py                 # 5 studies (20 instances), 4 rounds each
+    .venv/bin/python bench/ingest.py                 # 5 studies (20 instances), 10 rounds each
     .venv/bin/python bench/ingest.py --studies 2 --rounds 1 --no-growth
 
 Results: a markdown table on stdout, JSON in ``docs/bench-results/ingest-<date>.json``;
@@ -36,6 +36,7 @@ import datetime as dt
 import json
 import os
 import platform
+import random
 import shutil
 import signal
 import socket
@@ -70,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--studies", type=int, default=5, help="four-view studies per round (default: 5)"
     )
     parser.add_argument(
-        "--rounds", type=int, default=4, help="timed rounds per target (default: 4)"
+        "--rounds", type=int, default=10, help="timed rounds per target (default: 10)"
     )
     parser.add_argument(
         "--growth",
@@ -138,8 +139,8 @@ def ensure_studies(cache: Path, count: int, seed: int, workers: int) -> list[lis
         )
         partial.rename(folder)
         print(f"  done in {time.monotonic() - start:.0f} s", file=sys.stderr, flush=True)
-    studies = sorted(p for p in folder.iterdir() if p.is_dir())
-    files = [sorted(s.glob("*.dcm")) for s in studies]
+    studies = sorted(p for p in folder.iterdir() if p.is_dir())  # also masks/ (no .dcm)
+    files = [f for f in (sorted(s.glob("*.dcm")) for s in studies) if f]
     if len(files) < count or any(len(f) != 4 for f in files):
         raise SystemExit(f"{folder}: expected {count} four-view studies; delete it to regenerate")
     return files
@@ -447,6 +448,16 @@ def summarize(values: Sequence[float]) -> dict[str, float]:
     return {"median": median, "q1": q1, "q3": q3, "iqr": q3 - q1, "min": data[0], "max": data[-1]}
 
 
+def bootstrap_median_ci(
+    values: Sequence[float], *, resamples: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """95 % percentile-bootstrap interval of the median (how sure the median ratio is)."""
+    rng = random.Random(seed)
+    data = list(values)
+    medians = sorted(statistics.median(rng.choices(data, k=len(data))) for _ in range(resamples))
+    return medians[int(0.025 * resamples)], medians[int(0.975 * resamples) - 1]
+
+
 def machine_info() -> dict[str, Any]:
     """CPU, cores, memory, load, tool versions."""
     cpu = platform.machine()
@@ -507,7 +518,8 @@ def build_result(
         },
         "machine": dict(info, loadavg_end=list(os.getloadavg())),
         "stats": stats,
-        "ratio_listener_vs_storescp": summarize(pair_ratios),
+        "ratio_listener_vs_storescp": summarize(pair_ratios)
+        | {"ci95_median": list(bootstrap_median_ci(pair_ratios))},
         "ratio_per_round": pair_ratios,
         "target_ratio": TARGET_RATIO,
         "listener_peak_rss_mb_by_studies": rss,
@@ -542,7 +554,8 @@ def markdown(result: dict[str, Any]) -> str:
         "| measure | value | target |",
         "|---|---:|---|",
         f"| listener / storescp throughput (median of paired rounds) | {ratio['median']:.2f} "
-        f"(IQR {ratio['iqr']:.2f}, min {ratio['min']:.2f}, max {ratio['max']:.2f}) "
+        f"(95% CI of median {ratio['ci95_median'][0]:.2f}–{ratio['ci95_median'][1]:.2f}; "
+        f"IQR {ratio['iqr']:.2f}, min {ratio['min']:.2f}, max {ratio['max']:.2f}) "
         f"| ≥ {TARGET_RATIO} |",
     ]
     for n, mb in result["listener_peak_rss_mb_by_studies"].items():
