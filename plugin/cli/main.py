@@ -19,6 +19,7 @@ from plugin.cli import (
     config_cmd,
     models_cmd,
     preview_cmd,
+    reprocess_cmd,
     serve_cmd,
     status_cmd,
     synth_cmd,
@@ -80,6 +81,7 @@ app.add_typer(models_cmd.app, name="models")
 app.command("worker")(worker_cmd.worker)
 app.command("serve")(serve_cmd.serve)
 app.command("status")(status_cmd.status)
+app.command("reprocess")(reprocess_cmd.reprocess)
 
 
 def main(argv: list[str] | None = None) -> None:

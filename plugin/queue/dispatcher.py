@@ -209,6 +209,19 @@ class Dispatcher:
                 {"status": "not analyzed", "reason": failure["reason"]}
             )
         self.index.record_scores(study.study_uid, study.version, scores)
+        self.index.record_result(
+            study.study_uid,
+            study.version,
+            json.dumps(
+                {
+                    "exam": summary.get("exam"),
+                    "breasts": summary.get("breasts"),
+                    "model": summary.get("model"),
+                    "timings": summary.get("timings"),
+                    "task_id": summary.get("task_id"),
+                }
+            ),
+        )
         analyzed = len(summary.get("images", []))
         if analyzed == 0:
             target = StudyState.FAILED

@@ -153,6 +153,19 @@ def test_full_study_one_task_four_scored_pairs(pipeline: tuple[Service, Path]) -
     assert len(scores) == 4
     assert all(s["status"] == "analyzed" and 0 <= s["p_malignant"] <= 1 for s in scores.values())
     assert all(s["model"]["research_only"] for s in scores.values())
+    result = json.loads(study.result_json or "{}")
+    assert result["exam"] == max(s["p_malignant"] for s in scores.values())
+
+    # `brgan reprocess` opens version 2: planned, queued under a new task id, scored again.
+    svc.index.open_new_version(study_uid)
+    wait_until(
+        lambda: (s := svc.index.get_study(study_uid)).version == 2 and s.state == StudyState.DONE,
+        timeout=120,
+    )
+    again = svc.index.get_study(study_uid)
+    assert again.task_id != study.task_id
+    assert len(_scores(svc, study_uid)) == 4
+    assert len(svc.index.pairs(study_uid, version=1)) == 4  # the old version's scores stay
 
 
 def test_redis_down_nothing_lost(pipeline: tuple[Service, Path]) -> None:
