@@ -175,10 +175,7 @@ def test_dockerfile_installs_with_constraints_and_runs_unprivileged() -> None:
 
 
 def test_dockerfile_copies_what_exists_and_the_ignore_file_lets_in() -> None:
-    sources: list[str] = []
-    for line in DOCKERFILE.read_text(encoding="utf-8").splitlines():
-        if line.startswith("COPY "):
-            sources += [s for s in line.split()[1:-1] if not s.startswith("--")]
+    sources = dockerfile_sources()
     assert sources, "no COPY lines in deploy/Dockerfile"
     included = {
         line[1:].rstrip("/")
@@ -188,6 +185,56 @@ def test_dockerfile_copies_what_exists_and_the_ignore_file_lets_in() -> None:
     for source in sources:
         assert (REPO_ROOT / source).exists(), f"deploy/Dockerfile copies missing {source}"
         assert source in included, f"{DOCKERIGNORE.name} keeps {source} out of the context"
+
+
+def dockerfile_sources() -> list[str]:
+    sources: list[str] = []
+    for line in DOCKERFILE.read_text(encoding="utf-8").splitlines():
+        if line.startswith("COPY "):
+            sources += [s for s in line.split()[1:-1] if not s.startswith("--")]
+    return sources
+
+
+def test_the_build_context_is_enough_to_build_the_package(tmp_path: Path) -> None:
+    """What the Dockerfile copies builds a wheel with the ``brgan`` command (offline)."""
+    pytest.importorskip("setuptools")
+    pytest.importorskip("wheel")
+    import sys
+    import zipfile
+
+    context = tmp_path / "context"
+    context.mkdir()
+    for source in dockerfile_sources():
+        src = REPO_ROOT / source
+        if src.is_dir():
+            shutil.copytree(src, context / source, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, context / source)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path / "dist"),
+            str(context),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    (wheel,) = (tmp_path / "dist").glob("brgan_pacs-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
+        assert "brgan = plugin.cli.main:main" in archive.read(entry_points).decode()
+    assert {"plugin/cli/main.py", "plugin/py.typed", "brgan_core/__init__.py"} <= names
 
 
 def compose_host_paths(text: str) -> list[str]:
