@@ -320,3 +320,31 @@ def test_k8s_workers_mount_spool_and_models_read_only() -> None:
     listener = next(d for d in docs if d["metadata"]["name"] == "brgan-listener")
     assert listener["spec"]["replicas"] == 1
     assert listener["spec"]["strategy"]["type"] == "Recreate"
+
+
+# -- BRGAN_* environment variables in every deploy file ------------------------------------------
+def brgan_env(path: Path) -> list[tuple[str, str]]:
+    """``(NAME, value)`` of every BRGAN_* variable a deploy file sets."""
+    text = path.read_text(encoding="utf-8")
+    pairs = re.findall(r"^\s*(BRGAN_[A-Z_]+):\s*(.+?)\s*$", text, re.MULTILINE)  # compose
+    pairs += re.findall(r"^Environment=(BRGAN_[A-Z_]+)=(.*)$", text, re.MULTILINE)  # systemd
+    pairs += re.findall(r"\{name: (BRGAN_[A-Z_]+), value: ([^}]+)\}", text)  # kubernetes
+    return [(name, value.strip().strip("'\"")) for name, value in pairs]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [COMPOSE, LISTENER_UNIT, WORKER_UNIT, DOCKERFILE, K8S],
+    ids=lambda p: p.name,
+)
+def test_environment_names_real_settings(
+    path: Path, clean_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = path.read_text(encoding="utf-8")
+    named = set(re.findall(r"\b(BRGAN_[A-Z_]+)\b", text))
+    known = {f"BRGAN_{field.upper()}" for field in Settings.model_fields} | {"BRGAN_CONFIG"}
+    assert named <= known, f"{path.name} names unknown variables: {sorted(named - known)}"
+    for name, value in brgan_env(path):
+        if name != "BRGAN_CONFIG":
+            monkeypatch.setenv(name, value)
+    load_settings()  # every value parses (lists as JSON, booleans, enums)
