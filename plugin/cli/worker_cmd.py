@@ -19,6 +19,12 @@ def worker(
         typer.Option(help="Celery pool: prefork (default; a lost child is redelivered) or solo."),
     ] = "prefork",
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+    hostname: Annotated[
+        str | None,
+        typer.Option(
+            help="Celery node name; default brgan-<GPU or pid>@<host>, unique per worker on a host."
+        ),
+    ] = None,
 ) -> None:
     """Run a BR-GAN scoring worker.
 
@@ -27,11 +33,18 @@ def worker(
     exactly the model version + sha256 each task names from the registry, and returns scores.
     It never opens the index; it reads the spool and writes heatmaps under results_dir.
     """
+    import os
+
+    from brgan_core.inference import pick_device
     from plugin.logging import configure_logging
     from plugin.queue.app import GPU_QUEUE, make_celery
     from plugin.queue.tasks import register_tasks
 
     settings = state(ctx).settings()
+    device = pick_device(settings.device)  # refuse now, not at the first study, if no GPU
+    if hostname is None:
+        gpu = os.environ.get("CUDA_VISIBLE_DEVICES", "").replace(",", "-")
+        hostname = f"brgan-{('gpu' + gpu) if gpu else os.getpid()}@%h"
     configure_logging(
         settings.log_level, json=settings.log_json, hash_uids=settings.hash_uids_in_logs
     )
@@ -40,7 +53,10 @@ def worker(
         app.conf.worker_enable_remote_control = False
     register_tasks(app, settings)
     where = "embedded filesystem queue" if settings.embedded else "broker"
-    typer.echo(f"brgan worker: consuming queue {GPU_QUEUE!r} from the {where}; Ctrl-C stops")
+    typer.echo(
+        f"brgan worker {hostname}: consuming queue {GPU_QUEUE!r} from the {where} on {device}; "
+        "Ctrl-C stops"
+    )
     app.Worker(
         queues=[GPU_QUEUE],
         concurrency=concurrency,
@@ -49,4 +65,5 @@ def worker(
         without_mingle=True,
         without_gossip=True,
         optimization="fair",
+        hostname=hostname,
     ).start()

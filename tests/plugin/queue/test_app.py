@@ -57,3 +57,17 @@ def test_queue_depth_unreachable_redis_is_none() -> None:
 
     # Port 1 on loopback: nothing listens there; the answer is "unknown", not a crash.
     assert queue_depth(load_settings(broker_url="redis://127.0.0.1:1/0")) is None
+
+
+def test_worker_refuses_to_start_without_the_requested_gpu(monkeypatch) -> None:
+    import pytest
+    import torch
+
+    from plugin.cli.main import main
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present; the refusal path needs a machine without one")
+    monkeypatch.setenv("BRGAN_DEVICE", "cuda")
+    with pytest.raises(SystemExit) as exc:
+        main(["worker"])
+    assert exc.value.code == 2
