@@ -152,7 +152,13 @@ def render_tissue(
     tissue = anatomy.FAT_LEVEL + (anatomy.GLAND_LEVEL - anatomy.FAT_LEVEL) * gland
     tissue = tissue + np.float32(0.035) * fine
     pectoral = anatomy.pectoral_fraction(shape, rigid_y, rigid_x)
-    muscle = anatomy.PECTORAL_LEVEL + np.float32(0.012) * fine + np.float32(0.012) * texture
+    towards_axilla = np.clip(1.0 - rigid_y / np.float32(max(shape.pectoral_height, 1.0)), 0, 1)
+    muscle = (
+        anatomy.PECTORAL_LEVEL
+        + np.float32(0.06) * towards_axilla
+        + np.float32(0.03) * fine
+        + np.float32(0.015) * texture
+    )
     tissue = tissue * (1 - pectoral) + muscle * pectoral
     interior = (rho < 0.85) & (pectoral < 0.5)
     sd = float(tissue[interior].std()) if interior.any() else 0.05

@@ -32,8 +32,8 @@ RELATIVE_CONTRAST: dict[str, float] = {
     "spiculated_mass": 1.0,
     "irregular_mass": 1.0,
     "calcification_cluster": 2.6,
-    "architectural_distortion": 1.1,
-    "focal_asymmetry": 0.8,
+    "architectural_distortion": 1.0,
+    "focal_asymmetry": 1.0,
     "round_mass": 1.0,
     "benign_calcifications": 3.0,
     "vessel": 0.45,
@@ -105,7 +105,7 @@ def _dome(dist_norm: FloatArray, edge_px: float, radius: float) -> FloatArray:
     """Mass profile: a flattened dome with a soft edge ``edge_px`` wide."""
     inside = np.clip((1.0 - dist_norm) * radius / max(edge_px, 0.5), 0.0, 1.0)
     dome = np.sqrt(np.clip(1.0 - dist_norm**2, 0.0, 1.0))
-    return (inside * (0.6 + 0.4 * dome)).astype(np.float32)
+    return (inside * (0.45 + 0.55 * dome)).astype(np.float32)
 
 
 def _segment_distance(
@@ -128,18 +128,22 @@ def _lines(
     length: tuple[float, float],
     width: float,
 ) -> FloatArray:
-    """Thin tapering radial lines (spicules) starting at radius ``r_start``."""
+    """Thin, slightly curved, tapering radial lines (spicules) starting at radius ``r_start``."""
     out = np.zeros_like(yy)
     for angle in rng.uniform(0, 2 * np.pi, n):
         ln = float(rng.uniform(*length))
-        bend = float(rng.normal(0, 0.15))
+        strength = float(rng.uniform(0.45, 1.0))
         p0 = (r_start * np.sin(angle), r_start * np.cos(angle))
-        a1 = angle + bend
-        p1 = (p0[0] + ln * np.sin(a1), p0[1] + ln * np.cos(a1))
-        d, t = _segment_distance(yy, xx, p0, p1)
-        w = width * (1.0 - 0.6 * t)
-        line = np.clip(1.0 - d / w, 0.0, 1.0) * (1.0 - 0.7 * t)
-        out = np.maximum(out, line)
+        a1 = angle + float(rng.normal(0, 0.12))
+        mid = (p0[0] + 0.5 * ln * np.sin(a1), p0[1] + 0.5 * ln * np.cos(a1))
+        a2 = a1 + float(rng.normal(0, 0.25))
+        p1 = (mid[0] + 0.5 * ln * np.sin(a2), mid[1] + 0.5 * ln * np.cos(a2))
+        for (q0, q1), t0 in (((p0, mid), 0.0), ((mid, p1), 0.5)):
+            d, t = _segment_distance(yy, xx, q0, q1)
+            along = t0 + 0.5 * t
+            w = width * (1.0 - 0.6 * along)
+            line = np.exp(-((d / w) ** 2)) * (1.0 - 0.8 * along) * strength
+            out = np.maximum(out, line)
     return out
 
 
@@ -149,9 +153,9 @@ def draw_spiculated_mass(preset: SynthPreset, rng: np.random.Generator) -> Findi
     half = int(np.ceil(r * 1.15 + spicule[1])) + 2
     yy, xx = _grid(half)
     phi = np.arctan2(yy, xx)
-    radius = r * _harmonic_outline(rng, phi, 0.12, 6)
+    radius = r * _harmonic_outline(rng, phi, 0.10, 9)
     dist = np.hypot(yy, xx) / radius
-    core = _dome(dist, 0.15 * r, r)
+    core = gaussian_filter(_dome(dist, 0.25 * r, r), max(0.4, 0.04 * r))
     width = max(0.7, 0.09 * r)
     lines = _lines(yy, xx, rng, int(rng.integers(8, 18)), 0.8 * r, spicule, width)
     patch = np.maximum(core, 0.55 * lines)
@@ -208,10 +212,10 @@ def draw_architectural_distortion(preset: SynthPreset, rng: np.random.Generator)
     r = _radius_px(preset, rng, preset.mass_radius_mm) * 1.3
     half = int(np.ceil(r * 2.2)) + 2
     yy, xx = _grid(half)
-    width = max(0.7, 0.07 * r)
-    lines = _lines(yy, xx, rng, int(rng.integers(10, 22)), 0.1 * r, (1.0 * r, 2.0 * r), width)
-    center = np.exp(-(yy**2 + xx**2) / (2 * (0.25 * r) ** 2)).astype(np.float32)
-    patch = np.maximum(lines, 0.35 * center)
+    width = max(0.6, 0.05 * r)
+    lines = _lines(yy, xx, rng, int(rng.integers(8, 16)), 0.1 * r, (1.0 * r, 2.0 * r), width)
+    center = np.exp(-(yy**2 + xx**2) / (2 * (0.3 * r) ** 2)).astype(np.float32)
+    patch = np.maximum(lines, 0.45 * center)
     support = gaussian_filter(patch, max(1.0, 0.3 * r))
     return FindingPatch(
         "architectural_distortion", True, patch.astype(np.float32), support > 0.25 * support.max()

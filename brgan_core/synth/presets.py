@@ -79,7 +79,7 @@ class SynthPreset:
     pixel_spacing_mm: float
     model_input_size: tuple[int, int]
     bits_stored: int = 14
-    lesion_contrast: float = 1.5
+    lesion_contrast: float = 2.0
     lesion_contrast_jitter: float = 0.25
     mass_radius_mm: tuple[float, float] = (3.0, 12.0)
     calc_cluster_radius_mm: tuple[float, float] = (3.0, 6.0)
@@ -145,7 +145,7 @@ BENCH_CPU = SynthPreset(
     image_size=(256, 208),
     pixel_spacing_mm=0.9,
     model_input_size=(128, 104),
-    lesion_contrast=1.5,
+    lesion_contrast=2.0,
     mass_radius_mm=(6.0, 13.0),
     calc_cluster_radius_mm=(7.0, 11.0),
     calc_radius_mm=(0.6, 1.2),
@@ -162,7 +162,7 @@ BENCH_GPU = SynthPreset(
     image_size=(1024, 832),
     pixel_spacing_mm=0.225,
     model_input_size=(512, 416),
-    lesion_contrast=1.5,
+    lesion_contrast=2.0,
     mass_radius_mm=(4.0, 12.0),
     calc_cluster_radius_mm=(4.0, 7.0),
     calc_radius_mm=(0.2, 0.45),
@@ -178,7 +178,7 @@ CLINICAL = SynthPreset(
     image_size=(3328, 2560),
     pixel_spacing_mm=0.07,
     model_input_size=(1024, 832),
-    lesion_contrast=1.5,
+    lesion_contrast=2.0,
     mass_radius_mm=(2.5, 15.0),
     calc_cluster_radius_mm=(3.0, 6.0),
     calc_radius_mm=(0.1, 0.3),
