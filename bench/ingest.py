@@ -103,6 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
         "where the listener's time goes goes into the JSON",
     )
     parser.add_argument(
+        "--settle",
+        type=float,
+        default=1.0,
+        help="seconds of rest after sync, before each timed send (default: 1)",
+    )
+    parser.add_argument(
         "--poll", type=float, default=0.05, help="seconds between VmRSS polls (default: 0.05)"
     )
     parser.add_argument(
@@ -179,6 +185,16 @@ def status_kb(pid: int, field_name: str) -> int | None:
     except OSError:
         return None
     return None
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process, all its threads (``/proc/<pid>/stat``)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text.rpartition(")")[2].split()  # after "pid (comm)": state is fields[0]
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class RssPoller(threading.Thread):
@@ -294,6 +310,7 @@ class RoundResult:
     instances: int
     megabytes: float
     seconds: float
+    server_cpu_s: float
     rss_idle_mb: float | None = None
     rss_peak_mb: float | None = None
     rss_polled_max_mb: float | None = None
@@ -330,11 +347,14 @@ def run_round(
         poller = RssPoller(server.proc.pid, args.poll) if target == "listener" else None
         spy = start_py_spy(server.proc.pid, profile_out) if profile_out else None
         os.sync()
+        time.sleep(args.settle)
         if poller is not None:
             poller.start()
+        cpu_before = cpu_seconds(server.proc.pid) or 0.0
         start = time.perf_counter()
         send_studies(server.port, studies, required_only=args.required_contexts)
         seconds = time.perf_counter() - start
+        cpu = (cpu_seconds(server.proc.pid) or 0.0) - cpu_before
         hwm = status_kb(server.proc.pid, "VmHWM")
         if poller is not None:
             poller.stop()
@@ -345,7 +365,7 @@ def run_round(
     got = received(server)
     if got != instances:
         raise RuntimeError(f"{target}: sent {instances} instances, {got} stored")
-    result = RoundResult(target, number, len(studies), instances, megabytes, seconds)
+    result = RoundResult(target, number, len(studies), instances, megabytes, seconds, cpu)
     if target == "listener":
         result.rss_idle_mb = (idle or 0) / 1024
         result.rss_peak_mb = (hwm or 0) / 1024
@@ -359,8 +379,6 @@ def run_round(
         file=sys.stderr,
         flush=True,
     )
-    shutil.rmtree(folder, ignore_errors=True)
-    os.sync()
     return result
 
 
@@ -488,9 +506,20 @@ def build_result(
             "instances_per_s": summarize([r.instances_per_s for r in rs]),
             "mb_per_s": summarize([r.mb_per_s for r in rs]),
             "seconds": summarize([r.seconds for r in rs]),
+            "server_cpu_ms_per_instance": summarize(
+                [1000 * r.server_cpu_s / r.instances for r in rs]
+            ),
         }
         for t, rs in by_target.items()
     }
+    listener_s = [r.seconds for r in by_target["listener"]]
+    storescp_s = [r.seconds for r in by_target["storescp"]]
+    # An ABBA block is two rounds, each target once first and once second: its ratio cancels
+    # any "first or second in the round" effect. Same bytes on both sides: a ratio of times.
+    block_ratios = [
+        (storescp_s[i] + storescp_s[i + 1]) / (listener_s[i] + listener_s[i + 1])
+        for i in range(0, len(listener_s) - 1, 2)
+    ]
     pair_ratios = [
         a.mb_per_s / b.mb_per_s
         for a, b in zip(by_target["listener"], by_target["storescp"], strict=True)
@@ -521,6 +550,12 @@ def build_result(
         "ratio_listener_vs_storescp": summarize(pair_ratios)
         | {"ci95_median": list(bootstrap_median_ci(pair_ratios))},
         "ratio_per_round": pair_ratios,
+        "ratio_per_abba_block": block_ratios,
+        "ratio_abba_blocks": summarize(block_ratios)
+        | {"ci95_median": list(bootstrap_median_ci(block_ratios))}
+        if block_ratios
+        else None,
+        "ratio_total_time": sum(storescp_s) / sum(listener_s),
         "target_ratio": TARGET_RATIO,
         "listener_peak_rss_mb_by_studies": rss,
         "target_rss_mb": TARGET_RSS_MB,
@@ -539,14 +574,16 @@ def markdown(result: dict[str, Any]) -> str:
         f"({cfg['instances']} instances) per round, {cfg['rounds']} rounds per target (ABBA), "
         f"{cfg['association']}",
         "",
-        "| target | instances/s (median) | MB/s (median) | MB/s IQR | s per round (median) |",
-        "|---|---:|---:|---:|---:|",
+        "| target | instances/s (median) | MB/s (median) | MB/s IQR | s per round (median) "
+        "| server CPU ms per instance (median) |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for target in TARGETS:
         s = result["stats"][target]
         lines.append(
             f"| {target} | {s['instances_per_s']['median']:.2f} | {s['mb_per_s']['median']:.1f} "
-            f"| {s['mb_per_s']['iqr']:.1f} | {s['seconds']['median']:.2f} |"
+            f"| {s['mb_per_s']['iqr']:.1f} | {s['seconds']['median']:.2f} "
+            f"| {s['server_cpu_ms_per_instance']['median']:.0f} |"
         )
     ratio = result["ratio_listener_vs_storescp"]
     lines += [
@@ -558,6 +595,17 @@ def markdown(result: dict[str, Any]) -> str:
         f"IQR {ratio['iqr']:.2f}, min {ratio['min']:.2f}, max {ratio['max']:.2f}) "
         f"| ≥ {TARGET_RATIO} |",
     ]
+    blocks = result["ratio_abba_blocks"]
+    if blocks:
+        lines.append(
+            f"| listener / storescp, per ABBA block (two rounds) | {blocks['median']:.2f} "
+            f"(95% CI of median {blocks['ci95_median'][0]:.2f}–{blocks['ci95_median'][1]:.2f}; "
+            f"min {blocks['min']:.2f}, max {blocks['max']:.2f}) | ≥ {TARGET_RATIO} |"
+        )
+    lines.append(
+        f"| listener / storescp, all rounds' total time | {result['ratio_total_time']:.2f} "
+        f"| ≥ {TARGET_RATIO} |"
+    )
     for n, mb in result["listener_peak_rss_mb_by_studies"].items():
         lines.append(
             f"| listener peak RSS (VmHWM), rounds of {n} studies | {mb:.0f} MB "
@@ -586,9 +634,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     info = machine_info()
     total = 2 * args.studies if args.growth else args.studies
     studies = ensure_studies(args.cache, total, args.seed, args.gen_workers)
-    runs = args.cache / "runs"
+    runs = args.cache / "runs"  # kept until the end: deleting between rounds disturbs the next
     shutil.rmtree(runs, ignore_errors=True)
     runs.mkdir(parents=True)
+    try:
+        rounds, profile = run_all(args, studies, runs)
+    finally:
+        shutil.rmtree(runs, ignore_errors=True)
+    result = build_result(args, rounds, info, args.cache)
+    result["profile"] = profile
+    print(markdown(result))
+    if not args.no_json:
+        path = args.json or RESULTS_DIR / f"ingest-{dt.date.today().isoformat()}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        print(f"\nJSON: {path}", file=sys.stderr)
+    return 0
+
+
+def run_all(
+    args: argparse.Namespace, studies: list[list[Path]], runs: Path
+) -> tuple[list[RoundResult], dict[str, Any] | None]:
+    """The ABBA rounds, the growth round and the profiled round."""
     rounds: list[RoundResult] = []
     for number in range(args.rounds):
         order = TARGETS if number % 2 == 0 else TARGETS[::-1]
@@ -602,15 +669,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = args.cache / "listener-py-spy.txt"
         run_round("listener", args.rounds + 1, studies[: args.studies], runs, args, profile_out=out)
         profile = summarize_profile(out)
-    result = build_result(args, rounds, info, args.cache)
-    result["profile"] = profile
-    print(markdown(result))
-    if not args.no_json:
-        path = args.json or RESULTS_DIR / f"ingest-{dt.date.today().isoformat()}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-        print(f"\nJSON: {path}", file=sys.stderr)
-    return 0
+    return rounds, profile
 
 
 if __name__ == "__main__":
