@@ -1,0 +1,866 @@
+"""Evaluate and calibrate BR-GAN checkpoints on pairs: the library behind ``brgan evaluate``.
+
+The metric modules of this package take arrays; this module produces them from a model and a
+dataset of pairs, and turns them into one result per checkpoint.
+
+* :func:`predict_pairs` — one pass of :meth:`BRGAN.predict` over a dataset: labels, the *raw*
+  {benign, malignant} logits (captured from the classification layer, before the model's
+  temperature), p(malignant) as the model reports it, CAMs on the feature grid, ground-truth
+  boxes in model-input pixels (mapped through each image's preprocessing
+  :class:`~brgan_core.preprocess.Geometry`) and, optionally, the features behind the paper's FIDs
+  (f_T, f_C and f_H = G_T2C(f_T), captured with forward hooks; model code is not touched).
+* :func:`calibrate_predictions` — temperature scaling and the operating threshold on
+  *validation* predictions (DESIGN.md: the threshold is chosen on validation at a stated
+  sensitivity, default 0.90, after temperature scaling).
+* :func:`evaluate_checkpoint` — calibration on validation, every metric on test: image-wise AUC
+  with a stratified bootstrap 95% CI, ECE before/after temperature scaling, the validation
+  threshold's sensitivity and specificity on test, CAM top-1 localization error at IoU 0.1
+  (ILSVRC style, Table 2), mean FIDs (Sect. 3.2), and with ``compare`` the DeLong test between
+  two checkpoints on the same test images.
+* :func:`calibrate_checkpoint` / :func:`write_calibrated_checkpoint` — a new checkpoint file with
+  the fitted temperature (in its metadata *and* its ``temperature`` buffer, so ``predict`` returns
+  calibrated probabilities) and the threshold and validation metrics in its metadata: the file
+  an admin registers with ``brgan models register``.
+
+Probabilities used for the threshold are computed exactly as :meth:`BRGAN.predict` computes them
+(float32 softmax of the raw logits divided by the temperature), so the stored threshold compared
+with the service's ``p_malignant`` reproduces the validation operating point. The stored threshold
+is the midpoint between the validation score that reaches the target sensitivity and the next
+lower validation score: every threshold in that gap gives the same validation sensitivity and
+specificity, and the midpoint leaves a margin for floating-point differences between machines.
+
+The files (report, plots, metrics.json) are written by :mod:`brgan_core.evaluation.outputs`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from brgan_core.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint, sha256_file
+from brgan_core.data.records import Box, PairRecord
+from brgan_core.errors import BrganCoreError
+from brgan_core.evaluation.auc import AucResult, DelongResult, bootstrap_auc, delong_test, roc_auc
+from brgan_core.evaluation.calibration import (
+    Calibration,
+    OperatingPoint,
+    choose_threshold,
+    expected_calibration_error,
+    fit_temperature,
+    malignancy_logit,
+)
+from brgan_core.evaluation.fid import fid
+from brgan_core.evaluation.localization import LocalizationResult, localization_error
+
+if TYPE_CHECKING:
+    from torch.utils.data import Dataset
+
+    from brgan_core.model import BRGAN
+    from brgan_core.training.dataset import Loaded, Loader
+
+#: ``progress(stage, done, total)``: called after every batch (the CLI draws a bar from it).
+ProgressFn = Callable[[str, int, int], None]
+
+#: FID pairs of feature sets, in the paper's order (Sect. 3.2).
+FID_PAIRS: tuple[str, ...] = (
+    "target_contralateral",
+    "generated_contralateral",
+    "target_generated",
+    "target_generated_outside_lesions",
+)
+
+
+class EvaluationError(BrganCoreError):
+    """Evaluation cannot run: no pairs, one class only, an unusable checkpoint, ..."""
+
+
+# -- geometry: ground-truth boxes into model space ----------------------------------------------
+
+
+class GeometryRecorder:
+    """A :class:`~brgan_core.training.dataset.PairDataset` loader that remembers geometries.
+
+    Wraps any ``loader(path, size)``; every loaded image's ``.geometry`` (the preprocessing
+    :class:`~brgan_core.preprocess.Geometry`) is kept by path, so ground-truth boxes in stored
+    pixels can be mapped to model-input pixels. A loaded object without ``geometry`` is taken
+    to be the stored image itself (boxes unchanged).
+    """
+
+    def __init__(self, loader: Loader | None = None) -> None:
+        from brgan_core.training.dataset import preprocess_loader
+
+        self.loader: Loader = loader or preprocess_loader
+        self.geometries: dict[Path, Any] = {}
+
+    def __call__(self, path: Path, size: tuple[int, int]) -> Loaded:
+        loaded = self.loader(path, size)
+        self.geometries[Path(path)] = getattr(loaded, "geometry", None)
+        return loaded
+
+    def box_to_model(self, path: Path, box: Box, size: tuple[int, int]) -> Box:
+        """``box`` (stored pixels of ``path``) in model-input pixels."""
+        if Path(path) not in self.geometries:
+            self(path, size)  # e.g. the dataset's cache was filled before we were attached
+        geometry = self.geometries[Path(path)]
+        return box if geometry is None else geometry.box_to_model(box)
+
+
+def _recorder(dataset: Any) -> GeometryRecorder | None:
+    """The dataset's recorder, attaching one to a PairDataset that has none."""
+    from brgan_core.training.dataset import PairDataset
+
+    if not isinstance(dataset, PairDataset):
+        return None
+    if not isinstance(dataset.loader, GeometryRecorder):
+        dataset.loader = GeometryRecorder(dataset.loader)
+    return dataset.loader
+
+
+def eval_dataset(
+    pairs: Sequence[PairRecord],
+    size: tuple[int, int],
+    *,
+    loader: Loader | None = None,
+    cache: bool = True,
+) -> Dataset[Any]:
+    """A PairDataset of ``pairs`` at model input ``size`` (rows, columns) that records geometry.
+
+    The reference is always the contralateral (evaluation never uses random references).
+    """
+    from brgan_core.training.dataset import PairDataset
+
+    if not pairs:
+        raise EvaluationError("no pairs to evaluate")
+    return PairDataset(pairs, size, loader=GeometryRecorder(loader), cache=cache)
+
+
+# -- predictions ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FeatureSummary:
+    """What the FIDs need, gathered batch by batch (feature maps are not kept).
+
+    Attributes:
+        pooled: ``{"target", "contralateral", "generated"}`` → N×C global-average-pooled
+            features (``generated`` only for bilateral = gan); set-level FID uses these.
+        image_fid: per image, the FID between the spatial positions of two feature maps (the
+            paper's "mean FID" reading, :func:`brgan_core.evaluation.fid.mean_fid`), one array
+            of N values per :data:`FID_PAIRS` name; NaN where it cannot be computed (fewer than
+            two positions left after removing lesion cells).
+    """
+
+    pooled: dict[str, NDArray[np.float64]]
+    image_fid: dict[str, NDArray[np.float64]]
+
+    def mean_fids(self) -> dict[str, float | None]:
+        """Mean over images of each per-image FID (``None`` when not available)."""
+        out: dict[str, float | None] = {}
+        for name in FID_PAIRS:
+            values = self.image_fid.get(name)
+            finite = values[np.isfinite(values)] if values is not None else np.empty(0)
+            out[name] = float(finite.mean()) if finite.size else None
+        return out
+
+    def pooled_fids(self) -> dict[str, float | None]:
+        """Set-level FID of the pooled features (one vector per image)."""
+        pairs = {
+            "target_contralateral": ("target", "contralateral"),
+            "generated_contralateral": ("generated", "contralateral"),
+            "target_generated": ("target", "generated"),
+        }
+        out: dict[str, float | None] = {}
+        for name, (a, b) in pairs.items():
+            if a in self.pooled and b in self.pooled and len(self.pooled[a]) >= 2:
+                out[name] = fid(self.pooled[a], self.pooled[b])
+            else:
+                out[name] = None
+        return out
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """One model's outputs on a dataset of N pairs, in dataset order.
+
+    Attributes:
+        ids: the target image of each pair (SOPInstanceUID, else its path).
+        labels: ``[N]`` 1 = target malignant.
+        logits: ``[N, 2]`` float32 raw {benign, malignant} logits (before any temperature).
+        temperature: the model's temperature while predicting.
+        p_malignant: ``[N]`` p(malignant) exactly as :meth:`BRGAN.predict` returned it.
+        cams: ``[N, h, w]`` CAMs on the feature grid, min–max normalized (model-space field of
+            view: cell (i, j) covers model pixels ``i·H/h …``).
+        boxes: per pair, the target's ground-truth boxes in model-input pixels.
+        model_shape: model input ``(H, W)``.
+        features: FID inputs (:func:`predict_pairs` with ``features=True``), else ``None``.
+    """
+
+    ids: tuple[str, ...]
+    labels: NDArray[np.int64]
+    logits: NDArray[np.float32]
+    temperature: float
+    p_malignant: NDArray[np.float64]
+    cams: NDArray[np.float32]
+    boxes: tuple[tuple[Box, ...], ...]
+    model_shape: tuple[int, int]
+    features: FeatureSummary | None = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def malignancy_logit(self) -> NDArray[np.float64]:
+        """``z = logit_malignant − logit_benign`` (raw): the score AUC and DeLong use."""
+        return malignancy_logit(self.logits)
+
+    def calibrated(self, temperature: float) -> NDArray[np.float64]:
+        """p(malignant) at ``temperature``, computed as :meth:`BRGAN.predict` does (float32)."""
+        import torch
+
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, not {temperature}")
+        logits = torch.from_numpy(np.ascontiguousarray(self.logits, dtype=np.float32))
+        scaled = logits / torch.tensor(float(temperature), dtype=torch.float32)
+        return scaled.softmax(dim=1)[:, 1].double().numpy()
+
+
+def _cell_mask(boxes: Sequence[Box], grid: tuple[int, int], shape: tuple[int, int]) -> NDArray:
+    """True at the feature cells a box overlaps (model pixels → grid cells)."""
+    h, w = grid
+    sy, sx = shape[0] / h, shape[1] / w
+    mask = np.zeros(grid, dtype=bool)
+    for x0, y0, x1, y1 in boxes:
+        c0, c1 = max(0, math.floor(x0 / sx)), min(w, math.ceil(x1 / sx))
+        r0, r1 = max(0, math.floor(y0 / sy)), min(h, math.ceil(y1 / sy))
+        mask[r0:r1, c0:c1] = True
+    return mask
+
+
+def _image_fid(a: NDArray, b: NDArray, keep: NDArray | None = None) -> float:
+    sa = a.reshape(a.shape[0], -1).T
+    sb = b.reshape(b.shape[0], -1).T
+    if keep is not None:
+        sa, sb = sa[keep.reshape(-1)], sb[keep.reshape(-1)]
+    return fid(sa, sb) if len(sa) >= 2 else math.nan
+
+
+class _Capture:
+    """Forward hooks that keep the latest output of a few submodules."""
+
+    def __init__(self) -> None:
+        self.outputs: dict[str, Any] = {}
+        self.handles: list[Any] = []
+
+    def add(self, name: str, module: Any) -> None:
+        def hook(_module: Any, _inputs: Any, output: Any) -> None:
+            self.outputs[name] = output
+
+        self.handles.append(module.register_forward_hook(hook))
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+        self.handles.clear()
+
+
+def predict_pairs(
+    model: BRGAN,
+    dataset: Dataset[Any],
+    *,
+    batch_size: int = 8,
+    device: str = "cpu",
+    features: bool = False,
+    progress: ProgressFn | None = None,
+    stage: str = "predict",
+) -> Predictions:
+    """Run :meth:`BRGAN.predict` over ``dataset`` (pair items, e.g. :func:`eval_dataset`).
+
+    The model is moved to ``device``; its train/eval mode is restored afterwards. With
+    ``features`` the backbone's f_T (and f_C) and G_T2C's f_H are captured by forward hooks and
+    reduced to :class:`FeatureSummary` batch by batch.
+    """
+    import torch
+    from torch.utils.data import DataLoader
+
+    from brgan_core.training.dataset import collate_pairs
+
+    n = len(dataset)  # type: ignore[arg-type]
+    if n == 0:
+        raise EvaluationError("no pairs to evaluate")
+    recorder = _recorder(dataset)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_pairs)
+    dev = torch.device(device)
+    model.to(dev)
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    capture = _Capture()
+    capture.add("logits", model.classifier)
+    sbf = model.config.bilateral == "sbf"
+    if features:
+        capture.add("backbone", model.backbone)
+        if model.g_t2c is not None:
+            capture.add("f_h", model.g_t2c)
+    labels: list[NDArray] = []
+    logits: list[NDArray] = []
+    probs: list[NDArray] = []
+    cams: list[NDArray] = []
+    pooled: dict[str, list[NDArray]] = {}
+    image_fid: dict[str, list[float]] = {name: [] for name in FID_PAIRS}
+    model_shape: tuple[int, int] | None = None
+    done = 0
+    try:
+        for batch in loader:
+            batch = batch.to(dev)
+            b = batch.target.shape[0]
+            model_shape = (int(batch.target.shape[-2]), int(batch.target.shape[-1]))
+            pred = model.predict(batch.target, batch.contralateral)
+            labels.append(batch.label.cpu().numpy())
+            logits.append(capture.outputs["logits"].float().cpu().numpy())
+            probs.append(pred.p_malignant.double().cpu().numpy())
+            cams.append(pred.cam.float().cpu().numpy())
+            if features:
+                backbone_out = capture.outputs["backbone"]
+                f_t = backbone_out[:b]
+                f_h = capture.outputs.get("f_h")
+                if sbf:
+                    f_c = backbone_out[b:]
+                else:
+                    with torch.inference_mode():
+                        f_c = model.encode(batch.contralateral)
+                maps = {"target": f_t, "contralateral": f_c}
+                if f_h is not None:
+                    maps["generated"] = f_h
+                arrays = {k: v.double().cpu().numpy() for k, v in maps.items()}
+                for key, value in arrays.items():
+                    pooled.setdefault(key, []).append(value.mean(axis=(2, 3)))
+                start = done
+                for i in range(b):
+                    t, c = arrays["target"][i], arrays["contralateral"][i]
+                    image_fid["target_contralateral"].append(_image_fid(t, c))
+                    g = arrays.get("generated")
+                    if g is None:
+                        continue
+                    image_fid["generated_contralateral"].append(_image_fid(g[i], c))
+                    image_fid["target_generated"].append(_image_fid(t, g[i]))
+                    pair = dataset.pairs[start + i] if recorder is not None else None  # type: ignore[attr-defined]
+                    lesion = np.zeros(t.shape[1:], dtype=bool)
+                    if pair is not None and pair.boxes:
+                        boxes = [
+                            recorder.box_to_model(pair.target.path, box, model_shape)  # type: ignore[union-attr]
+                            for box in pair.boxes
+                        ]
+                        lesion = _cell_mask(boxes, t.shape[1:], model_shape)
+                    image_fid["target_generated_outside_lesions"].append(
+                        _image_fid(t, g[i], ~lesion)
+                    )
+            done += b
+            if progress is not None:
+                progress(stage, done, n)
+    finally:
+        capture.remove()
+        for module, mode in modes:
+            module.training = mode
+
+    assert model_shape is not None
+    ids: list[str] = []
+    boxes: list[tuple[Box, ...]] = []
+    if recorder is not None:
+        for pair in dataset.pairs:  # type: ignore[attr-defined]
+            ids.append(pair.target.sop_instance_uid or str(pair.target.path))
+            boxes.append(
+                tuple(
+                    recorder.box_to_model(pair.target.path, box, model_shape) for box in pair.boxes
+                )
+            )
+    else:
+        ids = [str(i) for i in range(n)]
+        boxes = [() for _ in range(n)]
+    summary = None
+    if features:
+        summary = FeatureSummary(
+            pooled={k: np.concatenate(v) for k, v in pooled.items()},
+            image_fid={
+                k: np.asarray(v, dtype=np.float64) if v else np.full(n, np.nan)
+                for k, v in image_fid.items()
+            },
+        )
+    return Predictions(
+        ids=tuple(ids),
+        labels=np.concatenate(labels).astype(np.int64),
+        logits=np.concatenate(logits).astype(np.float32),
+        temperature=float(model.temperature),
+        p_malignant=np.concatenate(probs),
+        cams=np.concatenate(cams),
+        boxes=tuple(boxes),
+        model_shape=model_shape,
+        features=summary,
+    )
+
+
+# -- calibration --------------------------------------------------------------------------------
+
+
+def _check_classes(labels: NDArray, what: str) -> None:
+    if labels.size == 0 or labels.all() or not labels.any():
+        raise EvaluationError(
+            f"{what} has {int(labels.sum())} malignant and {int((labels == 0).sum())} benign "
+            "images; it needs both (use more patients or another split seed)"
+        )
+
+
+def _with_margin(op: OperatingPoint, y: NDArray, p: NDArray) -> OperatingPoint:
+    """Lower the threshold to the midpoint of the gap below it (same validation operating point)."""
+    below = p[p < op.threshold]
+    threshold = (op.threshold + float(below.max())) / 2 if below.size else op.threshold / 2
+    called = p >= threshold
+    positive = y.astype(bool)
+    moved = replace(
+        op,
+        threshold=threshold,
+        sensitivity=float(called[positive].mean()),
+        specificity=float((~called[~positive]).mean()),
+    )
+    assert (moved.sensitivity, moved.specificity) == (op.sensitivity, op.specificity)
+    return moved
+
+
+def calibrate_predictions(
+    val: Predictions, *, sensitivity: float = 0.90, n_bins: int = 10
+) -> Calibration:
+    """Temperature (NLL on validation logits) and the threshold at ``sensitivity``.
+
+    ECEs are on the validation images: before (temperature 1) and after scaling.
+    """
+    _check_classes(val.labels, "the validation split")
+    temperature = fit_temperature(val.logits, val.labels)
+    calibrated = val.calibrated(temperature)
+    op = _with_margin(choose_threshold(val.labels, calibrated, sensitivity), val.labels, calibrated)
+    return Calibration(
+        temperature=temperature,
+        operating_point=op,
+        ece_before=expected_calibration_error(val.labels, val.calibrated(1.0), n_bins),
+        ece_after=expected_calibration_error(val.labels, calibrated, n_bins),
+        n_bins=n_bins,
+    )
+
+
+# -- checkpoints --------------------------------------------------------------------------------
+
+
+def load_checkpoint_model(path: str | Path) -> tuple[BRGAN, CheckpointInfo]:
+    """Build the model a checkpoint describes, with its weights (temperature buffer included)."""
+    from brgan_core.checkpoint import CheckpointError
+    from brgan_core.model import build_model
+
+    state_dict, info = load_checkpoint(path)
+    try:
+        model = build_model(info.model_config)
+        model.load_state_dict(state_dict, strict=True)
+    except (ValueError, TypeError, KeyError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: cannot build the checkpoint's model: {exc}") from exc
+    return model, info
+
+
+def model_size(info: CheckpointInfo, source: str | Path) -> tuple[int, int]:
+    """The model input size ``(rows, columns)`` stored with a checkpoint."""
+    size = info.preprocessing.get("size")
+    if not (isinstance(size, list | tuple) and len(size) == 2):
+        raise EvaluationError(f"{source}: checkpoint has no preprocessing size")
+    return int(size[0]), int(size[1])
+
+
+@dataclass(frozen=True)
+class CalibratedCheckpoint:
+    """The file :func:`write_calibrated_checkpoint` wrote, and what it holds."""
+
+    path: Path
+    sha256: str
+    calibration: Calibration
+    val_auc: float
+    val_n: int
+
+
+def write_calibrated_checkpoint(
+    checkpoint: str | Path,
+    out: str | Path,
+    calibration: Calibration,
+    *,
+    val_auc: float,
+    val_n: int,
+) -> CalibratedCheckpoint:
+    """Copy ``checkpoint`` to ``out`` with the temperature and threshold of ``calibration``.
+
+    The temperature goes into the weights' ``temperature`` buffer (``predict`` divides the
+    logits by it) and into the metadata; the threshold and the validation metrics (``auc``,
+    ``val_ece_before``/``val_ece_after``, ``val_sensitivity``/``val_specificity``,
+    ``target_sensitivity``, ``calibration_n``) into the metadata. Training metrics are kept.
+    """
+    checkpoint, out = Path(checkpoint), Path(out)
+    if out.resolve() == checkpoint.resolve():
+        raise EvaluationError(f"{out}: write the calibrated checkpoint to a new file")
+    model, info = load_checkpoint_model(checkpoint)
+    model.set_temperature(calibration.temperature)
+    op = calibration.operating_point
+    metrics = dict(info.metrics)
+    metrics.update(
+        {
+            "auc": val_auc,
+            "val_auc": val_auc,
+            "val_ece_before": calibration.ece_before,
+            "val_ece_after": calibration.ece_after,
+            "val_sensitivity": op.sensitivity,
+            "val_specificity": op.specificity,
+            "target_sensitivity": op.target_sensitivity,
+            "calibration_n": val_n,
+            "ece_bins": calibration.n_bins,
+        }
+    )
+    note = (
+        f"calibrated on {val_n} validation images: temperature {calibration.temperature:.4f}, "
+        f"threshold {op.threshold:.6f} at target sensitivity {op.target_sensitivity:.2f} "
+        f"(from {checkpoint.name}, sha256 {sha256_file(checkpoint)[:16]})"
+    )
+    new_info = replace(
+        info,
+        metrics=metrics,
+        threshold=op.threshold,
+        temperature=calibration.temperature,
+        created="",
+        notes=f"{info.notes}; {note}" if info.notes else note,
+    )
+    sha = save_checkpoint(out, model.state_dict(), new_info)
+    return CalibratedCheckpoint(out, sha, calibration, val_auc, val_n)
+
+
+def calibrate_checkpoint(
+    checkpoint: str | Path,
+    val_data: Sequence[PairRecord],
+    sensitivity: float = 0.90,
+    out: str | Path | None = None,
+    *,
+    batch_size: int = 8,
+    device: str = "cpu",
+    loader: Loader | None = None,
+    n_bins: int = 10,
+    progress: ProgressFn | None = None,
+) -> CalibratedCheckpoint:
+    """Fit temperature and threshold on validation pairs; write ``out`` (default
+    ``<name>.calibrated.safetensors`` beside the checkpoint)."""
+    checkpoint = Path(checkpoint)
+    out = Path(out) if out is not None else checkpoint.with_suffix(".calibrated.safetensors")
+    model, info = load_checkpoint_model(checkpoint)
+    dataset = eval_dataset(val_data, model_size(info, checkpoint), loader=loader, cache=False)
+    val = predict_pairs(
+        model,
+        dataset,
+        batch_size=batch_size,
+        device=device,
+        progress=progress,
+        stage=f"validation {checkpoint.name}",
+    )
+    calibration = calibrate_predictions(val, sensitivity=sensitivity, n_bins=n_bins)
+    return write_calibrated_checkpoint(
+        checkpoint,
+        out,
+        calibration,
+        val_auc=roc_auc(val.labels, val.malignancy_logit),
+        val_n=len(val),
+    )
+
+
+# -- evaluation ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelResult:
+    """Everything measured for one checkpoint (calibration on validation, metrics on test).
+
+    ``calibration_source``: ``validation`` (fitted here), ``checkpoint`` (the temperature and
+    threshold stored in the file) or ``none`` (no threshold: localization uses p ≥ 0.5).
+    ``test_operating_point``: the validation threshold's sensitivity and specificity on test.
+    """
+
+    name: str
+    checkpoint: str
+    sha256: str
+    model_config: dict[str, Any]
+    test: Predictions
+    auc: AucResult
+    temperature: float
+    threshold: float | None
+    calibration_source: str
+    calibration: Calibration | None
+    val_auc: float | None
+    val_n: int
+    ece_before: float
+    ece_after: float
+    test_operating_point: OperatingPoint | None
+    localization: LocalizationResult | None
+    mean_fid: dict[str, float | None] = field(default_factory=dict)
+    pooled_fid: dict[str, float | None] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+    @property
+    def p_uncalibrated(self) -> NDArray[np.float64]:
+        return self.test.calibrated(1.0)
+
+    @property
+    def p_calibrated(self) -> NDArray[np.float64]:
+        return self.test.calibrated(self.temperature)
+
+    @property
+    def called_malignant(self) -> NDArray[np.bool_]:
+        threshold = 0.5 if self.threshold is None else self.threshold
+        return self.p_calibrated >= threshold
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (no per-image arrays)."""
+        return {
+            "name": self.name,
+            "checkpoint": self.checkpoint,
+            "sha256": self.sha256,
+            "model_config": self.model_config,
+            "test_n": len(self.test),
+            "auc": asdict(self.auc),
+            "temperature": self.temperature,
+            "threshold": self.threshold,
+            "calibration_source": self.calibration_source,
+            "calibration": None if self.calibration is None else self.calibration.to_dict(),
+            "val_auc": self.val_auc,
+            "val_n": self.val_n,
+            "test_ece_before": self.ece_before,
+            "test_ece_after": self.ece_after,
+            "test_operating_point": (
+                None if self.test_operating_point is None else asdict(self.test_operating_point)
+            ),
+            "localization": None if self.localization is None else asdict(self.localization),
+            "mean_fid": self.mean_fid,
+            "pooled_fid": self.pooled_fid,
+            "notes": list(self.notes),
+        }
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """One or two checkpoints on the same test pairs; ``delong`` compares the first with the
+    second (``auc1`` is the first model's)."""
+
+    models: tuple[ModelResult, ...]
+    delong: DelongResult | None
+    sensitivity: float
+    n_bins: int
+    notes: tuple[str, ...] = ()
+
+    @property
+    def labels(self) -> NDArray[np.int64]:
+        return self.models[0].test.labels
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "sensitivity_target": self.sensitivity,
+            "ece_bins": self.n_bins,
+            "test_n": len(self.labels),
+            "test_malignant": int(self.labels.sum()),
+            "models": [m.to_dict() for m in self.models],
+            "delong": None if self.delong is None else self.delong._asdict(),
+            "notes": list(self.notes),
+        }
+
+
+def _test_operating_point(
+    y: NDArray, p: NDArray, threshold: float, target: float
+) -> OperatingPoint:
+    called = p >= threshold
+    positive = y.astype(bool)
+    return OperatingPoint(
+        threshold=threshold,
+        sensitivity=float(called[positive].mean()),
+        specificity=float((~called[~positive]).mean()),
+        target_sensitivity=target,
+    )
+
+
+def _evaluate_model(
+    name: str,
+    path: Path,
+    test_pairs: Sequence[PairRecord],
+    val_pairs: Sequence[PairRecord] | None,
+    datasets: dict[tuple[tuple[int, int], str], Any],
+    *,
+    sensitivity: float,
+    batch_size: int,
+    device: str,
+    loader: Loader | None,
+    features: bool,
+    n_boot: int,
+    seed: int,
+    n_bins: int,
+    progress: ProgressFn | None,
+) -> ModelResult:
+    model, info = load_checkpoint_model(path)
+    size = model_size(info, path)
+
+    def dataset(split: str, pairs: Sequence[PairRecord]) -> Any:
+        if (size, split) not in datasets:
+            datasets[(size, split)] = eval_dataset(pairs, size, loader=loader)
+        return datasets[(size, split)]
+
+    notes: list[str] = []
+    calibration: Calibration | None = None
+    val_auc: float | None = None
+    val_n = 0
+    if val_pairs:
+        val = predict_pairs(
+            model,
+            dataset("val", val_pairs),
+            batch_size=batch_size,
+            device=device,
+            progress=progress,
+            stage=f"{name}: validation",
+        )
+        calibration = calibrate_predictions(val, sensitivity=sensitivity, n_bins=n_bins)
+        val_auc, val_n = roc_auc(val.labels, val.malignancy_logit), len(val)
+        temperature: float = calibration.temperature
+        threshold: float | None = calibration.operating_point.threshold
+        source = "validation"
+    elif info.threshold is not None:
+        temperature, threshold, source = info.temperature, info.threshold, "checkpoint"
+        notes.append(
+            f"{name}: temperature {temperature:.4f} and threshold {threshold:.4f} are the ones "
+            "stored in the checkpoint (no validation data given)"
+        )
+    else:
+        temperature, threshold, source = info.temperature, None, "none"
+        notes.append(
+            f"{name}: no validation data and no stored threshold — not calibrated here; "
+            "localization counts an image as classified malignant when p ≥ 0.5"
+        )
+
+    test = predict_pairs(
+        model,
+        dataset("test", test_pairs),
+        batch_size=batch_size,
+        device=device,
+        features=features,
+        progress=progress,
+        stage=f"{name}: test",
+    )
+    _check_classes(test.labels, "the evaluated split")
+    y = test.labels
+    auc = bootstrap_auc(y, test.malignancy_logit, n_boot=n_boot, seed=seed)
+    p_cal = test.calibrated(temperature)
+    op = None
+    if threshold is not None:
+        op = _test_operating_point(y, p_cal, threshold, sensitivity)
+    called = p_cal >= (0.5 if threshold is None else threshold)
+    localization = None
+    if any(y[i] == 1 and test.boxes[i] for i in range(len(y))):
+        localization = localization_error(
+            list(test.cams),
+            list(test.boxes),
+            y,
+            called.astype(np.int64),
+            iou_threshold=0.1,
+            image_shapes=[test.model_shape] * len(y),
+        )
+    else:
+        notes.append(f"{name}: no malignant test image has a ground-truth box; no localization")
+    mean_fid: dict[str, float | None] = {}
+    pooled_fid: dict[str, float | None] = {}
+    if test.features is not None:
+        mean_fid = test.features.mean_fids()
+        pooled_fid = test.features.pooled_fids()
+    return ModelResult(
+        name=name,
+        checkpoint=str(path),
+        sha256=sha256_file(path),
+        model_config=info.model_config,
+        test=test,
+        auc=auc,
+        temperature=temperature,
+        threshold=threshold,
+        calibration_source=source,
+        calibration=calibration,
+        val_auc=val_auc,
+        val_n=val_n,
+        ece_before=expected_calibration_error(y, test.calibrated(1.0), n_bins),
+        ece_after=expected_calibration_error(y, p_cal, n_bins),
+        test_operating_point=op,
+        localization=localization,
+        mean_fid=mean_fid,
+        pooled_fid=pooled_fid,
+        notes=tuple(notes),
+    )
+
+
+def model_names(paths: Sequence[Path]) -> list[str]:
+    """Short, distinct names for checkpoints: the file stem, with parent folders if needed."""
+    paths = [Path(p) for p in paths]
+    for depth in range(1, 6):
+        names = ["/".join(p.with_suffix("").parts[-depth:]) for p in paths]
+        if len(set(names)) == len(names):
+            return names
+    return [str(p) for p in paths]
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    test_pairs: Sequence[PairRecord],
+    val_pairs: Sequence[PairRecord] | None = None,
+    *,
+    compare: str | Path | None = None,
+    sensitivity: float = 0.90,
+    batch_size: int = 8,
+    device: str = "cpu",
+    loader: Loader | None = None,
+    features: bool = True,
+    n_boot: int = 2000,
+    seed: int = 0,
+    n_bins: int = 10,
+    progress: ProgressFn | None = None,
+) -> EvaluationResult:
+    """Evaluate ``checkpoint`` (and ``compare``) on ``test_pairs``, calibrated on ``val_pairs``.
+
+    Without ``val_pairs`` each checkpoint's stored temperature and threshold are used (a
+    calibrated checkpoint), or none. Both checkpoints see the same test pairs (each at its own
+    input size), so the DeLong test is paired.
+    """
+    if not 0 < sensitivity <= 1:
+        raise EvaluationError(f"sensitivity must be in (0, 1], not {sensitivity}")
+    if not test_pairs:
+        raise EvaluationError("no test pairs to evaluate")
+    paths = [Path(checkpoint)] + ([Path(compare)] if compare is not None else [])
+    names = model_names(paths)
+    datasets: dict[tuple[tuple[int, int], str], Any] = {}
+    results = tuple(
+        _evaluate_model(
+            name,
+            path,
+            test_pairs,
+            val_pairs,
+            datasets,
+            sensitivity=sensitivity,
+            batch_size=batch_size,
+            device=device,
+            loader=loader,
+            features=features,
+            n_boot=n_boot,
+            seed=seed,
+            n_bins=n_bins,
+            progress=progress,
+        )
+        for name, path in zip(names, paths, strict=True)
+    )
+    delong = None
+    if len(results) == 2:
+        a, b = results
+        if a.test.ids != b.test.ids or not np.array_equal(a.test.labels, b.test.labels):
+            raise EvaluationError("the two checkpoints were not scored on the same test images")
+        delong = delong_test(a.test.labels, a.test.malignancy_logit, b.test.malignancy_logit)
+    return EvaluationResult(results, delong, sensitivity, n_bins)
