@@ -17,6 +17,7 @@ from brgan_core import __version__
 from brgan_core.errors import BrganCoreError
 from plugin.cli import (
     config_cmd,
+    evaluate_cmd,
     models_cmd,
     preview_cmd,
     reprocess_cmd,
@@ -77,6 +78,7 @@ app.add_typer(config_cmd.app, name="config")
 app.command("preview")(preview_cmd.preview)
 app.command("synth")(synth_cmd.synth)
 app.command("train")(train_cmd.train)
+app.command("evaluate")(evaluate_cmd.evaluate)
 app.add_typer(models_cmd.app, name="models")
 app.command("worker")(worker_cmd.worker)
 app.command("serve")(serve_cmd.serve)
