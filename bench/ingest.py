@@ -7,13 +7,17 @@ reused; then dcmtk ``storescu`` sends the first ``--studies`` of them, one assoc
 
 (a) ``brgan serve`` as a separate process, with its production defaults: chunked receive to the
     spool, fsync of every file and folder before the C-STORE response, the SQLite index (WAL)
-    and the coordinator running; only data folder, host, port and calling-AE whitelist are set;
+    and the coordinator running; only data folder, host, port and calling-AE whitelist are set,
+    and ``--no-embedded-worker`` (a scoring worker is a separate compute process, started
+    elsewhere with a broker; ``--embedded-worker`` here keeps it);
 (b) dcmtk ``storescp --output-directory DIR`` writing each instance to disk (no fsync).
 
 Rounds alternate a/b in ABBA order (a b, b a, a b, …) so drift on a shared machine hits both
 alike; every round starts a fresh server with an empty folder (warmed up by one untimed
-``echoscu`` association, as a long-running service would be), and ``sync`` runs before each
-timed send so one target's dirty pages are not flushed during the other's run. The clock runs
+``echoscu`` association, as a long-running service would be), and ``sync`` plus a short rest
+(``--settle``) come before each timed send so one target's dirty pages are not flushed during the
+other's run. Received files are deleted only at the end: deleting hundreds of MB between rounds
+slowed whichever target ran next. The clock runs
 from the first ``storescu`` start to the last one's exit; every instance must be acknowledged
 (storescu exit 0) and found afterwards (index rows / files), or the run fails.
 
@@ -101,6 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=False,
         help="one more, untimed listener round sampled by py-spy (pip install py-spy); "
         "where the listener's time goes goes into the JSON",
+    )
+    parser.add_argument(
+        "--embedded-worker",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="let brgan serve start its embedded scoring worker (a torch process; its start-up "
+        "would share the CPU with the timed send of a fresh server; default: off, as with a "
+        "broker in production)",
     )
     parser.add_argument(
         "--settle",
@@ -231,7 +243,7 @@ class Server:
 
 
 @contextlib.contextmanager
-def start_server(target: str, folder: Path) -> Iterator[Server]:
+def start_server(target: str, folder: Path, *, embedded_worker: bool = False) -> Iterator[Server]:
     """Start ``brgan serve`` or ``storescp`` on a free loopback port writing into ``folder``."""
     folder.mkdir(parents=True)
     port = free_port()
@@ -247,6 +259,8 @@ def start_server(target: str, folder: Path) -> Iterator[Server]:
             BRGAN_ALLOWED_CALLING_AETS=json.dumps([CALLING_AE]),
         )
         cmd = [sys.executable, "-m", "plugin.cli.main", "serve"]
+        if not embedded_worker:
+            cmd.append("--no-embedded-worker")
     else:
         env = dict(os.environ)
         cmd = ["storescp", "-aet", CALLED_AE, "--output-directory", str(folder), str(port)]
@@ -342,7 +356,7 @@ def run_round(
     folder = runs / f"{target}-{number:02d}-{len(studies)}{suffix}"
     instances = sum(len(f) for f in studies)
     megabytes = sum(p.stat().st_size for f in studies for p in f) / 1e6
-    with start_server(target, folder) as server:
+    with start_server(target, folder, embedded_worker=args.embedded_worker) as server:
         idle = status_kb(server.proc.pid, "VmRSS")
         poller = RssPoller(server.proc.pid, args.poll) if target == "listener" else None
         spy = start_py_spy(server.proc.pid, profile_out) if profile_out else None
@@ -542,7 +556,8 @@ def build_result(
             "cache": str(cache),
             "association": "one storescu association per study, studies sequential"
             + (", storescu -R (only the needed contexts)" if args.required_contexts else ""),
-            "listener": "python -m plugin.cli.main serve (brgan serve), production defaults",
+            "listener": "python -m plugin.cli.main serve (brgan serve), production defaults"
+            + ("" if args.embedded_worker else ", --no-embedded-worker"),
             "storescp": "storescp -aet BRGAN --output-directory DIR PORT",
         },
         "machine": dict(info, loadavg_end=list(os.getloadavg())),
