@@ -128,8 +128,10 @@ def select_pairs(
     test = pairs if split == "all" else splits[split]
     if not test:
         raise EvaluationError(f"{data}: the {split} split is empty ({split_text})")
-    where = "every pair" if split == "all" else f"the {split} split"
-    notes = [f"Evaluated: {_describe(test)}, {where} of {data} ({split_text})."]
+    if split == "all":
+        notes = [f"Evaluated: {_describe(test)}, every pair of {data}."]
+    else:
+        notes = [f"Evaluated: {_describe(test)}, the {split} split of {data} ({split_text})."]
 
     val: list[PairRecord] | None = None
     train: list[PairRecord] | None = None
@@ -143,7 +145,7 @@ def select_pairs(
             raise EvaluationError(f"{val_source}: the validation split is empty ({split_text})")
         notes.append(
             f"Calibration (temperature, threshold): {_describe(val)}, the validation split of "
-            f"{val_source}."
+            f"{val_source} ({split_text})."
         )
     matches: bool | None = None
     if fingerprint and train is not None:
