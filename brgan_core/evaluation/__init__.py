@@ -6,5 +6,11 @@
 * :mod:`.calibration` — temperature scaling, ECE, reliability diagram, operating threshold.
 * :mod:`.report` — ROC plot and the markdown report.
 
-No model code here: every function takes arrays (labels, scores, logits, CAMs, features).
+The metric modules above take arrays (labels, scores, logits, CAMs, features); these produce
+them from checkpoints and data (``brgan evaluate``, ``docs/evaluation.md``):
+
+* :mod:`.predictions` — :func:`~.predictions.predict_pairs`: a model over a dataset of pairs.
+* :mod:`.runner` — calibration on validation, metrics on test, the calibrated checkpoint.
+* :mod:`.data` — the patient-wise split of training, re-made by seed; fingerprint check.
+* :mod:`.outputs` — report.md, metrics.json, predictions.csv, ROC and reliability PNGs.
 """
