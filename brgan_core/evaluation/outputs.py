@@ -177,6 +177,8 @@ def markdown(result: EvaluationResult, *, title: str = "Evaluation") -> str:
         [
             "## Plots",
             "",
+            "How to read this report, and how each number is computed: docs/evaluation.md.",
+            "",
             f"![ROC]({ROC_NAME})",
             *(
                 f"\n![Reliability on test: {m.name}]({reliability_name(i)})"
