@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import platform
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -103,6 +104,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--max-minutes", type=float, default=8.0, help="stop training after this")
+    parser.add_argument(
+        "--cache", type=Path, default=None, help="folder to keep the generated sets (npz) in"
+    )
     args = parser.parse_args()
 
     torch.manual_seed(0)
@@ -111,8 +115,20 @@ def main() -> None:
     if args.contrast is not None:
         preset = preset.with_(lesion_contrast=args.contrast)
     start = time.time()
-    x_train, y_train = make_set(preset, args.train_seed, args.train_patients)
-    x_test, y_test = make_set(preset, args.test_seed, args.test_patients)
+    key = (
+        f"{preset.name}-c{preset.lesion_contrast}-{args.train_seed}x{args.train_patients}-"
+        f"{args.test_seed}x{args.test_patients}.npz"
+    )
+    cached = args.cache / key if args.cache else None
+    if cached and cached.is_file():
+        data = np.load(cached)
+        x_train, y_train, x_test, y_test = (data[k] for k in ("xt", "yt", "xv", "yv"))
+    else:
+        x_train, y_train = make_set(preset, args.train_seed, args.train_patients)
+        x_test, y_test = make_set(preset, args.test_seed, args.test_patients)
+        if cached:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(cached, xt=x_train, yt=y_train, xv=x_test, yv=y_test)
     print(
         f"preset {preset.name} contrast {preset.lesion_contrast}: train {len(y_train)} images "
         f"({y_train.mean():.0%} malignant), test {len(y_test)}; generated in "

@@ -89,3 +89,15 @@ def test_progress_is_reported_per_patient(tmp_path: Path) -> None:
 def test_zero_patients_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="at least 1"):
         write_dataset(tmp_path, 0, CPU, seed=1)
+
+
+def test_the_manifest_reader_pairs_every_image(written: Path) -> None:
+    from brgan_core.data.manifest import read_manifest
+
+    report = read_manifest(written)
+    assert report.images == 24 and len(report.pairs) == 24 and not report.dropped
+    for pair in report.pairs:
+        assert pair.target.path.is_file()
+        assert pair.target.view == pair.contralateral.view
+        assert pair.target.laterality != pair.contralateral.laterality
+        assert (pair.target.mask_path is not None) == bool(pair.label)
