@@ -1,0 +1,280 @@
+"""The paper's ablation table (Table 3) and localization table (Table 2) on synthetic data.
+
+Usage (the committed results in ``docs/benchmarks.md`` were made with the defaults)::
+
+    .venv/bin/python bench/ablation.py --out runs/ablation            # bench-cpu, all rows
+    .venv/bin/python bench/ablation.py --out runs/ablation --rows vanilla,brgan --epochs 4
+
+What it does, in order (each step resumes if its output already exists):
+
+1. writes the data with the synthetic generator's ``bench-cpu`` preset: a training set
+   (``--train-patients`` patients, seed ``--train-seed``; split patient-wise 9:1 into train and
+   validation by the training code) and a separately seeded test set (``--test-patients``,
+   seed ``--test-seed``; 4 images per patient, so 250 patients = 1,000 test images);
+2. trains each row with ``brgan train``'s code (:func:`train_from_config`), same seeds, same
+   epochs, early stopping on validation AUC; the best epoch is kept;
+3. evaluates each row's best checkpoint on the test set with ``brgan evaluate``'s code: image-wise
+   AUC with a bootstrap 95% CI, DeLong against the vanilla row (same images), temperature and
+   threshold fitted on validation, CAM top-1 localization error at IoU 0.1;
+4. writes ``<out>/ablation.json`` and a markdown table (``<out>/ablation.md``).
+
+The rows are the model presets of ``brgan_core.model.config.PRESETS``: vanilla, SBF, GAN (no
+consistency, no L_RE, no mask), GAN single + mask, GAN double + mask, GAN double + L_RE (no
+mask), full BR-GAN, and CycleGAN with a random healthy reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROWS = (
+    "vanilla",
+    "sbf",
+    "gan",
+    "gan_single_mask",
+    "gan_double_mask",
+    "gan_double_re",
+    "brgan",
+    "cyclegan_healthy",
+)
+LABELS = {
+    "vanilla": "Vanilla (single view)",
+    "sbf": "SBF (simple bilateral fusion)",
+    "gan": "GAN × × ×",
+    "gan_single_mask": "GAN single + mask",
+    "gan_double_mask": "GAN double + mask",
+    "gan_double_re": "GAN double + L_RE (no mask)",
+    "brgan": "BR-GAN (double + L_RE + mask)",
+    "cyclegan_healthy": "CycleGAN, healthy reference",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Train and evaluate the paper's ablation rows on synthetic bench-cpu data.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--out", type=Path, default=Path("runs/ablation"))
+    parser.add_argument("--preset", default="bench-cpu", help="synthetic data preset")
+    parser.add_argument("--rows", default=",".join(ROWS), help="comma-separated model presets")
+    parser.add_argument("--backbone", default="alexnet", help="tiny | alexnet | resnet18")
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--patience", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=2e-4)
+    parser.add_argument("--seed", type=int, default=0, help="training seed (weights, order)")
+    parser.add_argument("--train-patients", type=int, default=300)
+    parser.add_argument("--test-patients", type=int, default=250)
+    parser.add_argument("--train-seed", type=int, default=101)
+    parser.add_argument("--test-seed", type=int, default=202)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+    parser.add_argument("--n-boot", type=int, default=1000)
+    return parser
+
+
+def _data(out: Path, preset_name: str, patients: int, seed: int) -> Path:
+    from brgan_core.synth import get_preset, write_dataset
+
+    manifest = out / "manifest.csv"
+    if not manifest.exists():
+        t0 = time.perf_counter()
+        write_dataset(out, patients, get_preset(preset_name), seed)
+        print(f"wrote {patients} patients to {out} in {time.perf_counter() - t0:.0f} s", flush=True)
+    return manifest
+
+
+def _cached_loader() -> Any:
+    """Preprocess each file once for all rows (same input size for every row)."""
+    from brgan_core.training.dataset import preprocess_loader
+
+    cache: dict[tuple[str, tuple[int, int]], Any] = {}
+
+    def load(path: Path, size: tuple[int, int]) -> Any:
+        key = (str(path), tuple(size))
+        if key not in cache:
+            cache[key] = preprocess_loader(path, size)
+        return cache[key]
+
+    return load
+
+
+def _train_row(row: str, args: argparse.Namespace, train_root: Path, size, loader) -> Path:
+    from brgan_core.model import BRGANConfig
+    from brgan_core.training.config import DataConfig, TrainConfig
+    from brgan_core.training.run import train_from_config
+
+    out_dir = args.out / "runs" / row
+    done = out_dir / "done.json"
+    if done.exists():
+        return Path(json.loads(done.read_text())["best_checkpoint"])
+    config = TrainConfig(
+        model=BRGANConfig.preset(row, backbone=args.backbone),
+        data=DataConfig(
+            kind="manifest", root=train_root, size=size, ratios=(0.9, 0.1, 0.0), split_seed=0
+        ),
+        out_dir=out_dir,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        lr_d=args.lr,
+        patience=args.patience,
+        seed=args.seed,
+        device="auto",
+    )
+    t0 = time.perf_counter()
+
+    def on_epoch(record: Any) -> None:
+        print(
+            f"  {row} epoch {record.epoch}: val {record.val} "
+            f"({time.perf_counter() - t0:.0f} s)",
+            flush=True,
+        )
+
+    result = train_from_config(
+        config, resume=(out_dir / "checkpoints").exists(), loader=loader, on_epoch=on_epoch
+    )
+    seconds = time.perf_counter() - t0
+    done.write_text(
+        json.dumps(
+            {
+                "best_checkpoint": str(result.best_checkpoint),
+                "best_epoch": result.best_epoch,
+                "best_val_auc": result.best_auc,
+                "epochs_run": result.epochs_run,
+                "stopped_early": result.stopped_early,
+                "train_seconds": seconds,
+            }
+        )
+    )
+    return result.best_checkpoint
+
+
+def _machine() -> dict[str, str]:
+    def sh(cmd: str) -> str:
+        try:
+            return subprocess.run(cmd, shell=True, capture_output=True, text=True).stdout.strip()
+        except OSError:
+            return ""
+
+    import torch
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu": sh("lscpu | grep 'Model name' | sed 's/.*: *//'"),
+        "cores": sh("nproc"),
+        "load_at_end": sh("cat /proc/loadavg"),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
+    }
+
+
+def _table(results: dict[str, Any]) -> str:
+    lines = [
+        "| model | test AUC [95% CI] | Δ vs vanilla | DeLong p vs vanilla | val AUC | "
+        "top-1 loc. error @IoU 0.1 | best epoch | train min |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    base = results.get("vanilla", {}).get("auc")
+    for row, r in results.items():
+        if "auc" not in r:
+            continue
+        delta = "" if base is None or row == "vanilla" else f"{r['auc'] - base:+.3f}"
+        p = r.get("delong_p")
+        loc = r.get("localization_error")
+        lines.append(
+            f"| {LABELS.get(row, row)} | {r['auc']:.3f} [{r['ci'][0]:.3f}, {r['ci'][1]:.3f}] | "
+            f"{delta} | {'' if p is None else f'{p:.2g}'} | "
+            f"{'' if r.get('val_auc') is None else format(r['val_auc'], '.3f')} | "
+            f"{'' if loc is None else format(loc, '.3f')} | {r.get('best_epoch', '')} | "
+            f"{r.get('train_seconds', 0) / 60:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from brgan_core.data.readers import read_dataset
+    from brgan_core.data.splits import split_pairs
+    from brgan_core.evaluation.runner import evaluate_checkpoint
+    from brgan_core.synth import get_preset
+
+    rows = [r.strip() for r in args.rows.split(",") if r.strip()]
+    unknown = sorted(set(rows) - set(ROWS))
+    if unknown:
+        print(f"unknown rows: {', '.join(unknown)} (known: {', '.join(ROWS)})", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    size = tuple(get_preset(args.preset).model_input_size)
+    train_root = _data(
+        args.out / "data" / "train", args.preset, args.train_patients, args.train_seed
+    ).parent
+    test_root = _data(args.out / "data" / "test", args.preset, args.test_patients, args.test_seed)
+    test_pairs = read_dataset("manifest", test_root.parent).pairs
+    splits = split_pairs(read_dataset("manifest", train_root).pairs, seed=0, ratios=(0.9, 0.1, 0.0))
+    loader = _cached_loader()
+    results_path = args.out / "ablation.json"
+    results: dict[str, Any] = json.loads(results_path.read_text()) if results_path.exists() else {}
+    started = time.perf_counter()
+    for row in rows:
+        print(f"== {row}", flush=True)
+        best = _train_row(row, args, train_root, size, loader)
+        if "auc" in results.get(row, {}):
+            continue
+        compare = None
+        if row != "vanilla" and "vanilla" in results:
+            compare = results["vanilla"]["checkpoint"]
+        evaluation = evaluate_checkpoint(
+            best,
+            test_pairs,
+            splits.val,
+            compare=compare,
+            loader=loader,
+            features=False,
+            n_boot=args.n_boot,
+            batch_size=32,
+        )
+        model = evaluation.models[0]
+        done = json.loads((args.out / "runs" / row / "done.json").read_text())
+        results[row] = {
+            "checkpoint": str(best),
+            "auc": model.auc.auc,
+            "ci": [model.auc.ci_low, model.auc.ci_high],
+            "val_auc": model.val_auc,
+            "localization_error": (
+                None if model.localization is None else model.localization.error
+            ),
+            "delong_p": None if evaluation.delong is None else evaluation.delong.p,
+            "delong_z": None if evaluation.delong is None else evaluation.delong.z,
+            "test_n": len(model.test),
+            **{k: done[k] for k in ("best_epoch", "epochs_run", "train_seconds")},
+        }
+        results_path.write_text(json.dumps(results, indent=2))
+        (args.out / "ablation.md").write_text(_table(results) + "\n")
+        print(_table(results), flush=True)
+    meta = {
+        "command": "python bench/ablation.py " + " ".join(argv or sys.argv[1:]),
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "machine": _machine(),
+        "wall_seconds_this_invocation": time.perf_counter() - started,
+        "test_images": len(test_pairs),
+        "val_images": len(splits.val),
+        "train_images": len(splits.train),
+    }
+    (args.out / "ablation-meta.json").write_text(json.dumps(meta, indent=2))
+    print(json.dumps(meta, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
