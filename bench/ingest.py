@@ -115,6 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
         "broker in production)",
     )
     parser.add_argument(
+        "--max-pdu",
+        type=int,
+        default=None,
+        help="largest PDU both servers receive (BRGAN_MAX_PDU_SIZE, storescp --max-pdu; "
+        "4096–131072); default: each one's own (16382 and 16384)",
+    )
+    parser.add_argument(
         "--settle",
         type=float,
         default=1.0,
@@ -243,7 +250,9 @@ class Server:
 
 
 @contextlib.contextmanager
-def start_server(target: str, folder: Path, *, embedded_worker: bool = False) -> Iterator[Server]:
+def start_server(
+    target: str, folder: Path, *, embedded_worker: bool = False, max_pdu: int | None = None
+) -> Iterator[Server]:
     """Start ``brgan serve`` or ``storescp`` on a free loopback port writing into ``folder``."""
     folder.mkdir(parents=True)
     port = free_port()
@@ -258,12 +267,16 @@ def start_server(target: str, folder: Path, *, embedded_worker: bool = False) ->
             BRGAN_PORT=str(port),
             BRGAN_ALLOWED_CALLING_AETS=json.dumps([CALLING_AE]),
         )
+        if max_pdu is not None:
+            env["BRGAN_MAX_PDU_SIZE"] = str(max_pdu)
         cmd = [sys.executable, "-m", "plugin.cli.main", "serve"]
         if not embedded_worker:
             cmd.append("--no-embedded-worker")
     else:
         env = dict(os.environ)
         cmd = ["storescp", "-aet", CALLED_AE, "--output-directory", str(folder), str(port)]
+        if max_pdu is not None:
+            cmd[1:1] = ["--max-pdu", str(max_pdu)]
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     server = Server(target, proc, port, folder, log)
     try:
@@ -356,7 +369,9 @@ def run_round(
     folder = runs / f"{target}-{number:02d}-{len(studies)}{suffix}"
     instances = sum(len(f) for f in studies)
     megabytes = sum(p.stat().st_size for f in studies for p in f) / 1e6
-    with start_server(target, folder, embedded_worker=args.embedded_worker) as server:
+    with start_server(
+        target, folder, embedded_worker=args.embedded_worker, max_pdu=args.max_pdu
+    ) as server:
         idle = status_kb(server.proc.pid, "VmRSS")
         poller = RssPoller(server.proc.pid, args.poll) if target == "listener" else None
         spy = start_py_spy(server.proc.pid, profile_out) if profile_out else None
@@ -558,6 +573,7 @@ def build_result(
             + (", storescu -R (only the needed contexts)" if args.required_contexts else ""),
             "listener": "python -m plugin.cli.main serve (brgan serve), production defaults"
             + ("" if args.embedded_worker else ", --no-embedded-worker"),
+            "max_pdu": args.max_pdu or "defaults (listener 16382, storescp 16384)",
             "storescp": "storescp -aet BRGAN --output-directory DIR PORT",
         },
         "machine": dict(info, loadavg_end=list(os.getloadavg())),
