@@ -144,8 +144,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def ensure_studies(cache: Path, count: int, seed: int, workers: int) -> list[list[Path]]:
-    """``count`` clinical four-view studies under ``cache`` (generated once); files per study."""
+    """``count`` clinical four-view studies under ``cache`` (generated once); files per study.
+
+    A cached set of more studies with the same seed is reused (patient i depends only on the
+    seed and i, so its first ``count`` studies are the same).
+    """
     folder = cache / f"clinical-seed{seed}-n{count}"
+    for bigger in sorted(cache.glob(f"clinical-seed{seed}-n*")):
+        size = bigger.name.rpartition("-n")[2]
+        if size.isdigit() and int(size) > count and (bigger / "manifest.csv").is_file():
+            folder = bigger
+            break
     manifest = folder / "manifest.csv"
     if not manifest.is_file():
         from brgan_core.synth import get_preset, write_dataset
@@ -168,7 +177,7 @@ def ensure_studies(cache: Path, count: int, seed: int, workers: int) -> list[lis
     files = [f for f in (sorted(s.glob("*.dcm")) for s in studies) if f]
     if len(files) < count or any(len(f) != 4 for f in files):
         raise SystemExit(f"{folder}: expected {count} four-view studies; delete it to regenerate")
-    return files
+    return files[:count]
 
 
 # -- processes --------------------------------------------------------------------------------

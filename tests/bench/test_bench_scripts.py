@@ -63,3 +63,17 @@ def test_bad_counts_are_refused() -> None:
 def test_bootstrap_interval_brackets_the_median() -> None:
     low, high = load("inference").bootstrap_median_ci([1.0, 1.1, 0.9, 1.05, 0.95], resamples=200)
     assert 0.9 <= low <= 1.0 <= high <= 1.1
+
+
+def test_ingest_reuses_a_bigger_cached_set(tmp_path: Path) -> None:
+    folder = tmp_path / "clinical-seed0-n3"
+    for i in range(3):
+        study = folder / f"SYN0-{i:05d}"
+        study.mkdir(parents=True)
+        for view in ("L_CC", "L_MLO", "R_CC", "R_MLO"):
+            (study / f"{view}.dcm").write_bytes(b"")
+    (folder / "masks").mkdir()  # the generator's masks folder holds no .dcm
+    (folder / "manifest.csv").write_text("header\n")
+    studies = load("ingest").ensure_studies(tmp_path, 2, seed=0, workers=1)
+    assert [s[0].parent.name for s in studies] == ["SYN0-00000", "SYN0-00001"]
+    assert all(len(s) == 4 for s in studies)
