@@ -64,11 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=Path("runs/ablation"))
     parser.add_argument("--preset", default="bench-cpu", help="synthetic data preset")
     parser.add_argument("--rows", default=",".join(ROWS), help="comma-separated model presets")
-    parser.add_argument("--backbone", default="alexnet", help="tiny | alexnet | resnet18")
+    parser.add_argument("--backbone", default="cnn4", help="cnn4 | tiny | alexnet | resnet18")
+    parser.add_argument("--pooling", default="max", help="global pooling of the heads: avg | max")
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--patience", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=2e-4)
+    parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0, help="training seed (weights, order)")
     parser.add_argument("--train-patients", type=int, default=300)
     parser.add_argument("--test-patients", type=int, default=250)
@@ -115,7 +116,7 @@ def _train_row(row: str, args: argparse.Namespace, train_root: Path, size, loade
     if done.exists():
         return Path(json.loads(done.read_text())["best_checkpoint"])
     config = TrainConfig(
-        model=BRGANConfig.preset(row, backbone=args.backbone),
+        model=BRGANConfig.preset(row, backbone=args.backbone, pooling=args.pooling),
         data=DataConfig(
             kind="manifest", root=train_root, size=size, ratios=(0.9, 0.1, 0.0), split_seed=0
         ),

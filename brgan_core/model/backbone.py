@@ -7,6 +7,8 @@ convolution layer" (DESIGN.md, the contract):
   without the global pool and ``fc``;
 * AlexNet: ``features`` up to the last conv + ReLU, dropping its final max-pool (256 channels);
 * ``tiny``: three stride-2 conv/BN/ReLU blocks (stride 8, 64 channels) for tests and CPU runs.
+* ``cnn4``: four double conv/BN/ReLU blocks with max-pooling (stride 8, 128 channels) for the
+  CPU benchmark.
 
 Weights are never downloaded (``weights=None``). A local ImageNet file (torchvision's ``.pth``,
 read with ``torch.load(weights_only=True)``, or ``.safetensors``) may be given; it is loaded into
@@ -25,7 +27,7 @@ from torch import Tensor, nn
 from brgan_core.errors import BrganCoreError
 
 #: Channels of f for each backbone.
-FEATURE_CHANNELS = {"alexnet": 256, "resnet18": 512, "resnet50": 2048, "tiny": 64}
+FEATURE_CHANNELS = {"alexnet": 256, "resnet18": 512, "resnet50": 2048, "tiny": 64, "cnn4": 128}
 
 
 class WeightsError(BrganCoreError):
@@ -45,6 +47,28 @@ class TinyBackbone(nn.Sequential):
                 nn.ReLU(inplace=True),
             ]
             width_in = width
+        super().__init__(*layers)
+
+
+class Cnn4Backbone(nn.Sequential):
+    """Four blocks of two conv(3×3) + BN + ReLU, the first three followed by a 2×2 max-pool:
+    16, 32, 64, 128 channels, stride 8. Small enough to train the ablation table on a CPU; the
+    synthetic data's difficulty was calibrated with a CNN of this shape (docs/synthetic-data.md).
+    """
+
+    def __init__(self, in_channels: int = 1) -> None:
+        layers: list[nn.Module] = []
+        width_in = in_channels
+        for index, width in enumerate((16, 32, 64, 128)):
+            for _ in range(2):
+                layers += [
+                    nn.Conv2d(width_in, width, 3, padding=1, bias=False),
+                    nn.BatchNorm2d(width),
+                    nn.ReLU(inplace=True),
+                ]
+                width_in = width
+            if index < 3:
+                layers.append(nn.MaxPool2d(2))
         super().__init__(*layers)
 
 
@@ -102,10 +126,10 @@ def build_backbone(name: str, in_channels: int = 1, weights: Path | None = None)
     """The feature extractor ``x [B, in_channels, H, W] -> f [B, FEATURE_CHANNELS[name], h, w]``."""
     import torchvision.models as tvm
 
-    if name == "tiny":
+    if name in ("tiny", "cnn4"):
         if weights is not None:
-            raise WeightsError(f"{weights}: the tiny backbone has no pretrained weights")
-        return TinyBackbone(in_channels)
+            raise WeightsError(f"{weights}: the {name} backbone has no pretrained weights")
+        return TinyBackbone(in_channels) if name == "tiny" else Cnn4Backbone(in_channels)
     if name == "alexnet":
         alex = tvm.alexnet(weights=None)
         _load_into(alex, weights, name)

@@ -157,9 +157,9 @@ class BRGAN(nn.Module):
             self.g_c2t = GeneratorC2T(channels, bottleneck, preserved=config.residual_preserved)
             self.d_t = FeatureDiscriminator(channels, disc_width)
         if config.residual_embedding:
-            self.p_m = MalignancyHead(channels)
+            self.p_m = MalignancyHead(channels, pooling=config.pooling)
         fused = channels if config.bilateral == "none" else 2 * channels
-        self.classifier = ClassifierHead(fused)
+        self.classifier = ClassifierHead(fused, pooling=config.pooling)
         self.register_buffer("temperature", torch.tensor(1.0))
 
     # -- parameter groups -------------------------------------------------------------------

@@ -31,7 +31,8 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-BACKBONES = ("alexnet", "resnet18", "resnet50", "tiny")
+BACKBONES = ("alexnet", "resnet18", "resnet50", "tiny", "cnn4")
+POOLING = ("avg", "max")
 BILATERAL = ("none", "sbf", "gan")
 CONSISTENCY = ("none", "single", "double")
 REFERENCES = ("contralateral", "random_healthy")
@@ -55,7 +56,11 @@ class BRGANConfig:
 
     Attributes:
         backbone: feature extractor shared by target and contralateral; ``tiny`` is a 3-layer
-            CNN (stride 8, 64 channels) for tests and CPU smoke runs.
+            CNN (stride 8, 64 channels) for tests and CPU smoke runs; ``cnn4`` is four double
+            conv/BN/ReLU blocks with max-pooling (stride 16, 128 channels) for the CPU benchmark.
+        pooling: global pooling of the heads (p_m and the classifier): ``avg`` (GAP, the CAM
+            paper's head) or ``max`` (GMP; suits small lesions, DESIGN.md calibration notes). The
+            CAM is the same linear map of the features either way.
         in_channels: channels of the input image (1 for mammograms). Torchvision stems are
             adapted to it (RGB filters summed, which equals replicating a grey image to RGB).
         pretrained_weights: optional *local* ImageNet weights file for the torchvision backbone
@@ -74,6 +79,7 @@ class BRGANConfig:
     pretrained_weights: Path | None = None
     bottleneck: int | None = None
     disc_width: int | None = None
+    pooling: str = "avg"
     bilateral: str = "gan"
     consistency: str = "double"
     residual_preserved: bool = True
@@ -93,6 +99,7 @@ class BRGANConfig:
         if self.pretrained_weights is not None and not isinstance(self.pretrained_weights, Path):
             object.__setattr__(self, "pretrained_weights", Path(self.pretrained_weights))
         _check_choice("backbone", self.backbone, BACKBONES)
+        _check_choice("pooling", self.pooling, POOLING)
         _check_choice("bilateral", self.bilateral, BILATERAL)
         _check_choice("consistency", self.consistency, CONSISTENCY)
         _check_choice("reference", self.reference, REFERENCES)
@@ -110,8 +117,8 @@ class BRGANConfig:
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"{key} must be a finite number >= 0, not {value!r}")
             object.__setattr__(self, key, float(value))
-        if self.pretrained_weights is not None and self.backbone == "tiny":
-            raise ValueError("pretrained_weights: the tiny backbone has no ImageNet weights")
+        if self.pretrained_weights is not None and self.backbone in ("tiny", "cnn4"):
+            raise ValueError(f"pretrained_weights: the {self.backbone} backbone has no weights")
         self._check_switches()
 
     def _check_switches(self) -> None:

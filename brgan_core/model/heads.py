@@ -22,13 +22,18 @@ MALIGNANT = 1
 
 
 class GapLinearHead(nn.Module):
-    """Global average pooling then one linear layer to 2 logits (benign, malignant)."""
+    """Global pooling (average by default, or max) then one linear layer to 2 logits."""
 
-    def __init__(self, channels: int, num_classes: int = 2) -> None:
+    def __init__(self, channels: int, num_classes: int = 2, pooling: str = "avg") -> None:
         super().__init__()
+        if pooling not in ("avg", "max"):
+            raise ValueError(f"pooling must be 'avg' or 'max', not {pooling!r}")
+        self.pooling = pooling
         self.fc = nn.Linear(channels, num_classes)
 
     def forward(self, features: Tensor) -> Tensor:
+        if self.pooling == "max":
+            return self.fc(features.amax(dim=(2, 3)))
         return self.fc(features.mean(dim=(2, 3)))
 
     def cam(self, features: Tensor, class_index: int = MALIGNANT) -> Tensor:
