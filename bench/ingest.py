@@ -110,8 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--embedded-worker",
         action=argparse.BooleanOptionalAction,
         default=False,
-        help="let brgan serve start its embedded scoring worker (a torch process; its start-up "
-        "would share the CPU with the timed send of a fresh server; default: off, as with a "
+        help="let brgan serve start its embedded scoring worker (a Celery process; its start-up "
+        "shares the CPU with the timed send of a fresh server; default: off, as with a "
         "broker in production)",
     )
     parser.add_argument(
