@@ -59,8 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--backbone",
         default="resnet50",
-        choices=("resnet50", "resnet18", "alexnet", "tiny"),
-        help="feature extractor (default: resnet50)",
+        help="feature extractor, a name from brgan_core.model.FEATURE_CHANNELS "
+        "(resnet50, resnet18, alexnet, tiny, …; default: resnet50)",
     )
     parser.add_argument("--height", type=int, default=1024, help="input height (default: 1024)")
     parser.add_argument(
@@ -480,7 +480,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     info = machine_info()
     device = resolve_device(args.device)
-    bench = Bench(args, device)
+    try:
+        bench = Bench(args, device)
+    except ValueError as exc:  # an unknown backbone name, a bad size: say it, no traceback
+        raise SystemExit(f"bench/inference.py: {exc}") from None
     print(
         f"{args.backbone} {bench.size[0]}×{bench.size[1]} on {device}: {args.warmup} warm-up + "
         f"{args.reps} rounds",
