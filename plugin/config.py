@@ -74,7 +74,9 @@ class Settings(BaseSettings):
         default=True, description="Reject associations whose Called AE is not our AE title."
     )
     max_associations: int = Field(default=10, ge=1, description="Concurrent associations.")
-    max_pdu_size: int = Field(default=16382, ge=0, description="Maximum PDU length we receive.")
+    max_pdu_size: int = Field(
+        default=131072, ge=0, description="Maximum PDU length we receive (0 = unlimited)."
+    )
     max_dataset_bytes: int = Field(
         default=2 * 1024**3, ge=1024, description="Largest single instance accepted, in bytes."
     )
