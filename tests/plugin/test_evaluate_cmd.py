@@ -14,8 +14,8 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from brgan_core.checkpoint import read_info
-from plugin.cli.main import main
 from tests.brgan_core.evaluation.test_runner import make_checkpoint, make_set
+from tests.plugin.cli import run_cli as _run
 
 
 @pytest.fixture(autouse=True)
@@ -24,16 +24,6 @@ def _one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-def _run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out + out.err
 
 
 def test_evaluate_calibrate_register(

@@ -11,7 +11,7 @@ import torch
 
 from brgan_core.checkpoint import CheckpointInfo, save_checkpoint
 from brgan_core.model import BRGANConfig, build_model
-from plugin.cli.main import main
+from tests.plugin.cli import run_cli as _run
 
 
 def _checkpoint(path: Path, seed: int, config: dict | None = None) -> Path:
@@ -23,16 +23,6 @@ def _checkpoint(path: Path, seed: int, config: dict | None = None) -> Path:
         CheckpointInfo(model_config=config or cfg.to_dict(), preprocessing={"size": [64, 52]}),
     )
     return path
-
-
-def _run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out + out.err
 
 
 def test_models_lifecycle(

@@ -6,19 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from plugin.cli.main import main
 from plugin.config import load_settings
 from plugin.index import InstanceRecord, SqliteIndex, StudyState
-
-
-def _run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out + out.err
+from tests.plugin.cli import run_cli as _run
 
 
 def _study(data: Path, state: StudyState) -> str:
