@@ -89,7 +89,7 @@ def _with_dispatcher(svc: Service) -> Dispatcher:
     svc.coordinator = Coordinator(
         svc.index,
         svc.spool,
-        CoordinatorTiming(0.0, 3600.0, 7.0, 0.1),
+        CoordinatorTiming(svc.settings.complete_grace, svc.settings.stable_age, 7.0, 0.1),
         on_study_ready=dispatcher.on_study_ready,
         reconcile=dispatcher.reconcile,
     )
@@ -105,7 +105,10 @@ def pipeline(tmp_path: Path) -> Iterator[tuple[Service, Path]]:
     port = free_port()
     redis_proc = _redis_server(port, tmp_path / "redis.log")
     settings = make_settings(
-        tmp_path / "data", broker_url=f"redis://127.0.0.1:{port}/0", requeue_after=5.0
+        tmp_path / "data",
+        broker_url=f"redis://127.0.0.1:{port}/0",
+        requeue_after=5.0,
+        stable_age=2.0,
     )
     make_tiny_registry(settings.registry_path)
     worker = _worker(settings, tmp_path / "worker.log")
@@ -191,3 +194,23 @@ def test_redis_down_nothing_lost(pipeline: tuple[Service, Path]) -> None:
         redis_again.terminate()
         redis_again.wait(10)
     assert len(_scores(svc, study_uid)) == 4
+
+
+def test_partial_study_stable_age_not_analyzed_reasons(pipeline: tuple[Service, Path]) -> None:
+    svc, tmp = pipeline
+    _with_dispatcher(svc)
+    rows = write_synth_studies(tmp / "synth", patients=1, seed=13)
+    sent = [r for r in rows if (r["laterality"], r["view"]) != ("R", "MLO")]  # 3 of 4 views
+    _storescu(svc.port, [r["path"] for r in sent])
+    study_uid = rows[0]["study_uid"]
+    _wait_state(svc, study_uid, StudyState.DONE, tmp, timeout=120)  # via the stable-age path
+    scores = _scores(svc, study_uid)
+    assert {(r["laterality"], r["view"]) for r in sent if r["sop_instance_uid"] in scores} == {
+        ("L", "CC"),
+        ("R", "CC"),
+    }
+    l_mlo = next(r for r in sent if (r["laterality"], r["view"]) == ("L", "MLO"))
+    plan = json.loads(svc.index.get_study(study_uid).plan_json or "{}")
+    assert "no contralateral view" in json.dumps(
+        plan.get("not_analyzed", {}).get(l_mlo["sop_instance_uid"])
+    )
