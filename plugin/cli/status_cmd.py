@@ -244,6 +244,11 @@ def _show_study(index: Any, study_uid: str, as_json: bool) -> None:
     console.print(images)
     if row.result_json:
         console.print(f"Result: {_result_text(row.result_json)}", highlight=False)
+        if (json.loads(row.result_json).get("model") or {}).get("research_only"):
+            console.print(
+                "[bold yellow]DEMO / RESEARCH-ONLY MODEL (trained on synthetic data): "
+                "not for clinical use.[/]"
+            )
     if pairs:
         table = Table(title=f"Pairs (version {row.version})")
         for column in ("target", "contralateral", "side", "view", "score"):

@@ -24,6 +24,7 @@ from plugin.index import StudyState
 from plugin.listener import Coordinator, CoordinatorTiming
 from plugin.queue.dispatcher import Dispatcher
 from tests.helpers import make_tiny_registry, write_synth_studies
+from tests.plugin.cli import run_cli
 from tests.plugin.listener.conftest import (
     CALLING_AE,
     Service,
@@ -143,7 +144,11 @@ def _wait_state(svc: Service, study_uid: str, state: StudyState, tmp: Path, time
         ) from exc
 
 
-def test_full_study_one_task_four_scored_pairs(pipeline: tuple[Service, Path]) -> None:
+def test_full_study_one_task_four_scored_pairs(
+    pipeline: tuple[Service, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     svc, tmp = pipeline
     _with_dispatcher(svc)
     rows = write_synth_studies(tmp / "synth", patients=1, seed=11)
@@ -158,6 +163,9 @@ def test_full_study_one_task_four_scored_pairs(pipeline: tuple[Service, Path]) -
     assert all(s["model"]["research_only"] for s in scores.values())
     result = json.loads(study.result_json or "{}")
     assert result["exam"] == max(s["p_malignant"] for s in scores.values())
+    monkeypatch.setenv("BRGAN_DATA_DIR", str(svc.settings.data_dir))
+    code, shown = run_cli(["status", "--study", study_uid], capsys)
+    assert code == 0 and "RESEARCH-ONLY MODEL" in shown  # a demo model says so everywhere
 
     # `brgan reprocess` opens version 2: planned, queued under a new task id, scored again.
     svc.index.open_new_version(study_uid)
