@@ -167,6 +167,19 @@ def test_full_study_one_task_four_scored_pairs(
     code, shown = run_cli(["status", "--study", study_uid], capsys)
     assert code == 0 and "RESEARCH-ONLY MODEL" in shown  # a demo model says so everywhere
 
+    # The same study sent twice: recorded, but the pairs did not change, so no new version and
+    # no second analysis (never silent duplicates).
+    _storescu(svc.port, [r["path"] for r in rows])
+    wait_until(
+        lambda: (
+            all(i.receive_count == 2 for i in svc.index.instances(study_uid))
+            and not svc.index.studies_with_new_instances()
+        ),
+        timeout=30,
+    )
+    again = svc.index.get_study(study_uid)
+    assert (again.version, again.state, again.task_id) == (1, StudyState.DONE, study.task_id)
+
     # `brgan reprocess` opens version 2: planned, queued under a new task id, scored again.
     svc.index.open_new_version(study_uid)
     wait_until(
