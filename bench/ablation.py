@@ -71,10 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0, help="training seed (weights, order)")
-    parser.add_argument("--train-patients", type=int, default=300)
-    parser.add_argument("--test-patients", type=int, default=250)
-    parser.add_argument("--train-seed", type=int, default=101)
-    parser.add_argument("--test-seed", type=int, default=202)
+    parser.add_argument("--train-patients", type=int, default=0, help="0 = the preset's")
+    parser.add_argument("--test-patients", type=int, default=0, help="0 = the preset's")
+    parser.add_argument("--train-seed", type=int, default=-1, help="-1 = the preset's")
+    parser.add_argument("--test-seed", type=int, default=-1, help="-1 = the preset's")
+    parser.add_argument("--val-share", type=float, default=0.2, help="validation share of train")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     parser.add_argument("--n-boot", type=int, default=1000)
     return parser
@@ -118,7 +119,11 @@ def _train_row(row: str, args: argparse.Namespace, train_root: Path, size, loade
     config = TrainConfig(
         model=BRGANConfig.preset(row, backbone=args.backbone, pooling=args.pooling),
         data=DataConfig(
-            kind="manifest", root=train_root, size=size, ratios=(0.9, 0.1, 0.0), split_seed=0
+            kind="manifest",
+            root=train_root,
+            size=size,
+            ratios=(1 - args.val_share, args.val_share, 0.0),
+            split_seed=0,
         ),
         out_dir=out_dir,
         epochs=args.epochs,
@@ -133,8 +138,7 @@ def _train_row(row: str, args: argparse.Namespace, train_root: Path, size, loade
 
     def on_epoch(record: Any) -> None:
         print(
-            f"  {row} epoch {record.epoch}: val {record.val} "
-            f"({time.perf_counter() - t0:.0f} s)",
+            f"  {row} epoch {record.epoch}: val {record.val} ({time.perf_counter() - t0:.0f} s)",
             flush=True,
         )
 
@@ -216,13 +220,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unknown rows: {', '.join(unknown)} (known: {', '.join(ROWS)})", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
-    size = tuple(get_preset(args.preset).model_input_size)
+    preset = get_preset(args.preset)
+    size = tuple(preset.model_input_size)
+    args.train_patients = args.train_patients or preset.train_patients
+    args.test_patients = args.test_patients or preset.test_patients
+    args.train_seed = preset.train_seed if args.train_seed < 0 else args.train_seed
+    args.test_seed = preset.test_seed if args.test_seed < 0 else args.test_seed
     train_root = _data(
         args.out / "data" / "train", args.preset, args.train_patients, args.train_seed
     ).parent
     test_root = _data(args.out / "data" / "test", args.preset, args.test_patients, args.test_seed)
     test_pairs = read_dataset("manifest", test_root.parent).pairs
-    splits = split_pairs(read_dataset("manifest", train_root).pairs, seed=0, ratios=(0.9, 0.1, 0.0))
+    splits = split_pairs(
+        read_dataset("manifest", train_root).pairs,
+        seed=0,
+        ratios=(1 - args.val_share, args.val_share, 0.0),
+    )
     loader = _cached_loader()
     results_path = args.out / "ablation.json"
     results: dict[str, Any] = json.loads(results_path.read_text()) if results_path.exists() else {}
