@@ -12,8 +12,8 @@ dispatcher
   ``partially_analyzed`` when some targets could not be analyzed (each with its reason),
   ``failed`` when the task failed;
 * re-sends a task that vanished (broker flushed or restarted without persistence, worker lost):
-  a queued study whose task is still unknown to the backend after ``requeue_after`` seconds is
-  sent again under the same id (idempotent).
+  a queued study whose task is still unknown to the backend after ``requeue_after`` seconds,
+  while the queue is empty, is sent again under the same id (idempotent).
 
 It never imports torch: tasks are sent by name.
 """
@@ -32,7 +32,7 @@ from brgan_core.registry import Registry
 from plugin.config import Settings
 from plugin.index import Index, StudyRow, StudyState
 from plugin.logging import get_logger
-from plugin.queue.app import make_celery, send_analyze_study, task_id_for
+from plugin.queue.app import make_celery, queue_depth, send_analyze_study, task_id_for
 from plugin.worker.analysis import PAYLOAD_SCHEMA
 
 log = get_logger(__name__)
@@ -176,6 +176,10 @@ class Dispatcher:
     def _maybe_requeue(self, study: StudyRow) -> None:
         since = self._queued_at.setdefault(study.study_uid, self.clock())
         if self.clock() - since < self.settings.requeue_after:
+            return
+        if queue_depth(self.settings) != 0:
+            # Tasks are still waiting (a backlog), or the broker cannot be asked: ours may
+            # simply not have started yet. Only an empty queue proves the message is gone.
             return
         # Unknown to the result backend for too long: the message may be gone. Send it again
         # under the same id; running it twice is harmless (idempotent task).
