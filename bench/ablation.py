@@ -78,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--val-share", type=float, default=0.2, help="validation share of train")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     parser.add_argument("--n-boot", type=int, default=1000)
+    parser.add_argument(
+        "--results",
+        default="ablation",
+        help="results file stem in --out (run two processes on one --out with different names "
+        "and disjoint --rows to use two cores; seed each file with the vanilla row first)",
+    )
     return parser
 
 
@@ -237,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         ratios=(1 - args.val_share, args.val_share, 0.0),
     )
     loader = _cached_loader()
-    results_path = args.out / "ablation.json"
+    results_path = args.out / f"{args.results}.json"
     results: dict[str, Any] = json.loads(results_path.read_text()) if results_path.exists() else {}
     started = time.perf_counter()
     for row in rows:
@@ -274,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
             **{k: done[k] for k in ("best_epoch", "epochs_run", "train_seconds")},
         }
         results_path.write_text(json.dumps(results, indent=2))
-        (args.out / "ablation.md").write_text(_table(results) + "\n")
+        (args.out / f"{args.results}.md").write_text(_table(results) + "\n")
         print(_table(results), flush=True)
     meta = {
         "command": "python bench/ablation.py " + " ".join(argv or sys.argv[1:]),
@@ -285,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         "val_images": len(splits.val),
         "train_images": len(splits.train),
     }
-    (args.out / "ablation-meta.json").write_text(json.dumps(meta, indent=2))
+    (args.out / f"{args.results}-meta.json").write_text(json.dumps(meta, indent=2))
     print(json.dumps(meta, indent=2))
     return 0
 
