@@ -149,7 +149,7 @@ def _train_row(row: str, args: argparse.Namespace, train_root: Path, size, loade
         )
 
     result = train_from_config(
-        config, resume=(out_dir / "checkpoints").exists(), loader=loader, on_epoch=on_epoch
+        config, resume=(out_dir / "train_state.pt").exists(), loader=loader, on_epoch=on_epoch
     )
     seconds = time.perf_counter() - t0
     done.write_text(
