@@ -58,6 +58,7 @@ LABELS = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
+        prog="bench/ablation.py",
         description="Train and evaluate the paper's ablation rows on synthetic bench-cpu data.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
