@@ -70,7 +70,7 @@ def load_model(path: str | Path, sha256: str, version: str, device: str = "auto"
     if not (isinstance(size, list | tuple) and len(size) == 2):
         raise CheckpointError(f"{path}: checkpoint has no preprocessing size")
     dev = pick_device(device)
-    model.set_temperature(info.temperature) if hasattr(model, "set_temperature") else None
+    model.set_temperature(info.temperature)  # the calibrated T stored with the checkpoint
     model.to(torch.device(dev)).eval()
     return LoadedModel(model, info, version, sha256, (int(size[0]), int(size[1])), dev)
 
