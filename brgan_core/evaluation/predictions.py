@@ -316,7 +316,7 @@ def predict_pairs(
     model.eval()
     capture = _Capture()
     capture.add("logits", model.classifier)
-    sbf = model.config.bilateral == "sbf"
+    paired = model.config.needs_contralateral_at_inference
     if features:
         capture.add("backbone", model.backbone)
         if model.g_t2c is not None:
@@ -349,7 +349,7 @@ def predict_pairs(
             boxes.extend(model_boxes(done + i, model_shape) for i in range(b))
             if accumulator is not None:
                 f = capture.outputs["backbone"]
-                if sbf:  # one backbone pass over cat[target, contralateral]
+                if paired:  # one backbone pass over cat[target, contralateral]
                     maps = {"target": f[:b], "contralateral": f[b:]}
                 else:
                     with torch.inference_mode():

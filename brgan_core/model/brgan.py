@@ -13,8 +13,8 @@ live in :mod:`brgan_core.training`.
 Inference is :meth:`BRGAN.predict`: backbone, G_T2C and the classification module only. The
 discriminators and G_C2T never run. Note what Sect. 2 implies for BR-GAN (bilateral = gan):
 f_H = G_T2C(f_T) depends on the target alone, so the contralateral is a *training-time*
-reference (for D_C and the cycle losses) and ``predict`` does not compute its features; SBF is
-the variant that needs the contralateral at inference.
+reference (for D_C and the cycle losses) and ``predict`` does not compute its features. SBF,
+and our ``paired_generator`` extension (f_H = G_T2C(f_T | f_C)), need it at inference.
 """
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ class BRGAN(nn.Module):
         self.d_t: FeatureDiscriminator | None = None
         self.p_m: MalignancyHead | None = None
         if config.builds_generators:
-            self.g_t2c = GeneratorT2C(channels, bottleneck)
+            self.g_t2c = GeneratorT2C(channels, bottleneck, paired=config.paired_generator)
             self.d_c = FeatureDiscriminator(channels, disc_width)
         if config.builds_back_translation:
             self.g_c2t = GeneratorC2T(channels, bottleneck, preserved=config.residual_preserved)
@@ -206,20 +206,25 @@ class BRGAN(nn.Module):
         f = self.backbone(torch.cat([target, contralateral], dim=0))
         return f[: target.shape[0]], f[target.shape[0] :]
 
-    def generate_healthy(self, f_t: Tensor) -> Tensor:
-        """f_H = G_T2C(f_T) (bilateral = gan only)."""
+    def generate_healthy(self, f_t: Tensor, f_ref: Tensor | None = None) -> Tensor:
+        """f_H = G_T2C(f_T), or G_T2C(f_T | f_ref) with ``paired_generator`` (bilateral = gan)."""
         if self.g_t2c is None:
             raise ValueError(f"bilateral={self.config.bilateral!r} has no generator G_T2C")
-        return self.g_t2c(f_t)
+        return self.g_t2c(f_t, f_ref if self.config.paired_generator else None)
 
     def _reference_features(
         self, target: Tensor, contralateral: Tensor | None
     ) -> tuple[Tensor, Tensor | None]:
         """(f_T, the classifier's reference: f_H, f_C or None) for inference."""
-        if self.config.bilateral == "sbf":
+        cfg = self.config
+        if cfg.needs_contralateral_at_inference:
             if contralateral is None:
-                raise ValueError("bilateral='sbf' needs the contralateral image")
-            return self._encode_pair(target, contralateral)
+                what = "bilateral='sbf'" if cfg.bilateral == "sbf" else "paired_generator"
+                raise ValueError(f"{what} needs the contralateral image")
+            f_t, f_c = self._encode_pair(target, contralateral)
+            if cfg.bilateral == "sbf":
+                return f_t, f_c
+            return f_t, self.generate_healthy(f_t, f_c)
         f_t = self.encode(target)
         if self.config.bilateral == "gan":
             return f_t, self.generate_healthy(f_t)
@@ -260,7 +265,7 @@ class BRGAN(nn.Module):
         out["f_t"] = f_t
 
         if cfg.bilateral == "gan":
-            f_h = self.generate_healthy(f_t)
+            f_h = self.generate_healthy(f_t, out["f_c"])
             out["f_h"] = reference = f_h
             f_p: Tensor | None = None
             if cfg.computes_preserved:
@@ -271,7 +276,8 @@ class BRGAN(nn.Module):
                 out["f_t_rec"] = self.g_c2t(f_h, f_p_in)
                 out["f_c2t"] = self.g_c2t(out["f_c"], f_p_in)
                 if cfg.consistency == "double":
-                    out["f_c_rec"] = self.generate_healthy(out["f_c2t"])
+                    # paired: the fake target's reference is the contralateral it was made from
+                    out["f_c_rec"] = self.generate_healthy(out["f_c2t"], out["f_c"])
             if self.p_m is not None and f_p is not None:
                 out["pm_t"] = self.p_m(f_t)
                 out["pm_p"] = self.p_m(f_p)
@@ -371,7 +377,7 @@ class BRGAN(nn.Module):
 
         Runs in eval mode under ``torch.inference_mode()`` (every submodule's previous
         train/eval mode is restored afterwards). Only the backbone, G_T2C and the classifier
-        run; ``contralateral`` is needed (and encoded) only for SBF.
+        run; ``contralateral`` is needed (and encoded) only for SBF and ``paired_generator``.
         """
         modes = [(module, module.training) for module in self.modules()]
         self.eval()

@@ -19,6 +19,9 @@ Switches (see ``docs/model.md`` for the full mapping to Table 3):
 ``residual_embedding``  L_RE (Eq. 3) with the malignancy head p_m (and its auxiliary CE).
 ``mask``                f_P = f_T ⊙ A, A = spatial softmax of f_T − f_H (Eq. 2);
                         off: f_P = f_T − f_H.
+``paired_generator``    our extension, off in every paper row: G_T2C also sees the reference,
+                        f_H = G_T2C(f_T | f_C), so the contralateral is used at inference too
+                        (preset ``brgan_paired``). The paper's G_T2C sees f_T only.
 ``reference``           ``contralateral`` (BR-GAN) or ``random_healthy`` (the "CycleGAN with a
                         healthy reference" baseline). The network is the same; only the data
                         pipeline reads this key, to decide what it passes as the reference image.
@@ -69,6 +72,9 @@ class BRGANConfig:
         bottleneck: inner width of the generators' 1×1 bottleneck residual blocks; ``None`` =
             feature channels // 8 (at least 16), e.g. 2048→256→2048 on ResNet-50.
         disc_width: hidden width of the feature-level discriminators; ``None`` = as bottleneck.
+        paired_generator: G_T2C conditioned on the reference features, f_H = ReLU(f_T +
+            block(concat[f_T, f_C])) (our extension, not the paper's reading; ``predict`` then
+            needs and encodes the contralateral). Default off: the paper's f_H = G_T2C(f_T).
         gan_loss: ``log`` (the paper's Eq. 1, as BCE with logits) or ``lsgan`` (least squares).
         weight_*: the weights of Eq. 4's terms; ``weight_aux_pm`` weighs the cross-entropy that
             supervises the malignancy head p_m with the image label (our reading, DESIGN.md).
@@ -85,6 +91,7 @@ class BRGANConfig:
     residual_preserved: bool = True
     residual_embedding: bool = True
     mask: bool = True
+    paired_generator: bool = False
     reference: str = "contralateral"
     gan_loss: str = "log"
     weight_cls: float = 1.0
@@ -107,7 +114,7 @@ class BRGANConfig:
         _check_int("in_channels", self.in_channels, allow_none=False)
         _check_int("bottleneck", self.bottleneck, allow_none=True)
         _check_int("disc_width", self.disc_width, allow_none=True)
-        for key in ("residual_preserved", "residual_embedding", "mask"):
+        for key in ("residual_preserved", "residual_embedding", "mask", "paired_generator"):
             if not isinstance(getattr(self, key), bool):
                 raise ValueError(f"{key} must be true or false, not {getattr(self, key)!r}")
         for key in WEIGHT_KEYS:
@@ -126,6 +133,7 @@ class BRGANConfig:
         if self.bilateral != "gan":
             for key, off in (
                 ("consistency", "none"),
+                ("paired_generator", False),
                 ("residual_preserved", False),
                 ("residual_embedding", False),
                 ("mask", False),
@@ -156,6 +164,11 @@ class BRGANConfig:
     def builds_back_translation(self) -> bool:
         """G_C2T and D_T exist (bilateral = gan with a consistency loss)."""
         return self.bilateral == "gan" and self.consistency != "none"
+
+    @property
+    def needs_contralateral_at_inference(self) -> bool:
+        """``predict`` encodes the contralateral (SBF, or a paired G_T2C)."""
+        return self.bilateral == "sbf" or self.paired_generator
 
     @property
     def computes_preserved(self) -> bool:
@@ -252,6 +265,16 @@ PRESETS: dict[str, dict[str, Any]] = {
         "residual_preserved": True,
         "residual_embedding": True,
         "mask": True,
+    },
+    # Not in the paper: full BR-GAN whose G_T2C also sees the contralateral,
+    # f_H = G_T2C(f_T | f_C), so the contralateral is used at inference as well as in training.
+    "brgan_paired": {
+        "bilateral": "gan",
+        "consistency": "double",
+        "residual_preserved": True,
+        "residual_embedding": True,
+        "mask": True,
+        "paired_generator": True,
     },
     # Table 1 "CycleGAN*": healthy images of other patients as reference, plain back translation
     "cyclegan_healthy": {

@@ -1,7 +1,8 @@
 """Feature-level generators G_T2C and G_C2T (paper Sect. 2.1, Fig. 2).
 
 * G_T2C: f -> f_H, the "healthy version" of the features, made to look like the contralateral
-  f_C by D_C (Eq. 1).
+  f_C by D_C (Eq. 1). With ``paired`` (our extension, not the paper's reading) it also sees the
+  reference features: f_H = ReLU(f + block(concat[f, f_ref])).
 * G_C2T: concat[f, f_P] -> f, the back translation that adds the preserved lesion features f_P
   (residual-preserved mechanism); without ``residual_preserved`` it is a plain CycleGAN
   G_C2T(f).
@@ -36,14 +37,30 @@ class BottleneckBlock(nn.Sequential):
 
 
 class GeneratorT2C(nn.Module):
-    """G_T2C: target features f_T -> healthy features f_H = ReLU(f_T + block(f_T))."""
+    """G_T2C: target features f_T -> healthy features f_H = ReLU(f_T + block(f_T)).
 
-    def __init__(self, channels: int, bottleneck: int) -> None:
+    ``paired=True``: f_H = ReLU(f_T + block(concat[f_T, f_ref])), the reference f_ref (the
+    contralateral's features) given at training and inference.
+    """
+
+    def __init__(self, channels: int, bottleneck: int, *, paired: bool = False) -> None:
         super().__init__()
-        self.block = BottleneckBlock(channels, bottleneck, channels)
+        self.paired = paired
+        in_channels = 2 * channels if paired else channels
+        self.block = BottleneckBlock(in_channels, bottleneck, channels)
 
-    def forward(self, f: Tensor) -> Tensor:
-        return torch.relu(f + self.block(f))
+    def forward(self, f: Tensor, f_ref: Tensor | None = None) -> Tensor:
+        if self.paired:
+            if f_ref is None:
+                raise ValueError("G_T2C was built paired: pass the reference features f_ref")
+            if f_ref.shape != f.shape:
+                raise ValueError(
+                    f"reference features {tuple(f_ref.shape)} must match {tuple(f.shape)}"
+                )
+            x = torch.cat([f, f_ref], dim=1)
+        else:
+            x = f
+        return torch.relu(f + self.block(x))
 
 
 class GeneratorC2T(nn.Module):

@@ -20,6 +20,7 @@ GENERATOR_KEYS = {
     "gan_double_mask": {"cls", "gan_t2c", "gan_c2t", "cyc_t", "cyc_c"},
     "gan_double_re": {"cls", "gan_t2c", "gan_c2t", "cyc_t", "cyc_c", "re", "aux_pm"},
     "brgan": {"cls", "gan_t2c", "gan_c2t", "cyc_t", "cyc_c", "re", "aux_pm"},
+    "brgan_paired": {"cls", "gan_t2c", "gan_c2t", "cyc_t", "cyc_c", "re", "aux_pm"},
     "cyclegan_healthy": {"cls", "gan_t2c", "gan_c2t", "cyc_t", "cyc_c"},
 }
 
@@ -55,6 +56,7 @@ def perturb_zero_inits(model: BRGAN) -> None:
         ("gan_double_mask", {"g_t2c", "d_c", "g_c2t", "d_t"}, 128),
         ("gan_double_re", {"g_t2c", "d_c", "g_c2t", "d_t", "p_m"}, 128),
         ("brgan", {"g_t2c", "d_c", "g_c2t", "d_t", "p_m"}, 128),
+        ("brgan_paired", {"g_t2c", "d_c", "g_c2t", "d_t", "p_m"}, 128),
         ("cyclegan_healthy", {"g_t2c", "d_c", "g_c2t", "d_t"}, 128),
     ],
 )
@@ -154,6 +156,33 @@ def test_vanilla_and_gan_ignore_the_contralateral_at_inference(pairs: Batch) -> 
             torch.testing.assert_close(
                 model(pairs.target, pairs.contralateral), model(pairs.target, None)
             )
+
+
+def test_paired_generator_uses_the_contralateral_at_inference(pairs: Batch) -> None:
+    model = tiny("brgan_paired").eval()
+    perturb_zero_inits(model)
+    assert model.g_t2c is not None and model.g_t2c.block[0].in_channels == 128
+    with torch.no_grad():
+        a = model(pairs.target, pairs.contralateral)
+        b = model(pairs.target, torch.zeros_like(pairs.contralateral))
+    assert not torch.allclose(a, b)
+    with pytest.raises(ValueError, match="paired_generator needs the contralateral"):
+        model(pairs.target)
+    with pytest.raises(ValueError, match="paired_generator"):
+        BRGANConfig.preset("sbf", paired_generator=True)
+
+
+def test_paired_generator_cycle_passes_the_reference(pairs: Batch) -> None:
+    """L_c^C's second G_T2C pass gets f_C as reference: G_T2C(G_C2T([f_C, f_P]) | f_C)."""
+    model = tiny("brgan_paired")
+    perturb_zero_inits(model)
+    refs: list[Tensor] = []
+    assert model.g_t2c is not None
+    model.g_t2c.register_forward_hook(lambda _m, inputs, _o: refs.append(inputs[1]))
+    out = model.forward_batch(pairs)
+    assert len(refs) == 2
+    for ref in refs:
+        torch.testing.assert_close(ref, out["f_c"])
 
 
 def test_malignant_contralateral_leaves_d_c_real_set(pairs: Batch) -> None:
@@ -266,7 +295,10 @@ def test_predict_encodes_only_the_target_for_gan(pairs: Batch) -> None:
     sbf = tiny("sbf")
     sbf.backbone.register_forward_hook(lambda _m, i, _o: sizes.append(i[0].shape[0]))
     sbf.predict(pairs.target, pairs.contralateral)
-    assert sizes == [4, 8]
+    paired = tiny("brgan_paired")
+    paired.backbone.register_forward_hook(lambda _m, i, _o: sizes.append(i[0].shape[0]))
+    paired.predict(pairs.target, pairs.contralateral)
+    assert sizes == [4, 8, 8]
 
 
 def test_predict_eval_mode_restored_and_matches_forward(pairs: Batch) -> None:

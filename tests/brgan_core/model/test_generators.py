@@ -18,6 +18,20 @@ def test_t2c_shape_and_identity_at_init() -> None:
     assert (g(torch.randn(2, 64, 8, 7)) >= 0).all()  # features live after a ReLU
 
 
+def test_paired_t2c_sees_the_reference() -> None:
+    g = GeneratorT2C(64, 16, paired=True)
+    assert g.block[0].in_channels == 128
+    f, f_ref = torch.rand(2, 64, 8, 7), torch.rand(2, 64, 8, 7)
+    torch.testing.assert_close(g(f, f_ref), f)  # identity at init, like the unpaired G_T2C
+    with torch.no_grad():
+        g.block[-1].weight.normal_()
+    assert not torch.allclose(g(f, f_ref), g(f, torch.zeros_like(f_ref)))
+    with pytest.raises(ValueError, match="f_ref"):
+        g(f)
+    with pytest.raises(ValueError, match="must match"):
+        g(f, torch.rand(2, 64, 4, 7))
+
+
 def test_bottleneck_widths() -> None:
     block = BottleneckBlock(2048, 256, 2048)
     widths = [(m.in_channels, m.out_channels, m.kernel_size) for m in block if hasattr(m, "weight")]
