@@ -26,10 +26,12 @@ KEYS_HELP = "\n\n".join(
         "ratios ([0.8, 0.1, 0.1], patient-wise train/val/test), cache_images (true).",
         "[bold]\\[model][/bold]: preset (vanilla | sbf | gan | gan_single_mask | "
         "gan_double_mask | gan_double_re | brgan | cyclegan_healthy: the paper's Table 3 rows "
-        "and baselines), then any BRGANConfig key to override it: backbone (alexnet | resnet18 "
-        "| resnet50 | tiny), in_channels, pretrained_weights (a local file; nothing is "
-        "downloaded), bottleneck, disc_width, bilateral, consistency, residual_preserved, "
-        "residual_embedding, mask, reference, gan_loss (log | lsgan), weight_cls, weight_re, "
+        "and baselines; brgan_paired: BR-GAN whose G_T2C also sees the contralateral, our "
+        "extension), then any BRGANConfig key to override it: backbone (alexnet | resnet18 "
+        "| resnet50 | tiny | cnn4), pooling (avg | max), in_channels, pretrained_weights (a "
+        "local file; nothing is downloaded), bottleneck, disc_width, bilateral, consistency, "
+        "residual_preserved, residual_embedding, mask, paired_generator, reference, gan_loss "
+        "(log | lsgan), weight_cls, weight_re, "
         "weight_aux_pm, weight_gan_t2c, weight_gan_c2t, weight_cyc_t, weight_cyc_c (Eq. 4 "
         "weights, default 1). See docs/model.md.",
         "Writes to out_dir: checkpoints/epoch-NNN.safetensors every epoch, best.safetensors, "
