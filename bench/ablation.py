@@ -2,8 +2,14 @@
 
 Usage (the committed results in ``docs/benchmarks.md`` were made with the defaults)::
 
-    .venv/bin/python bench/ablation.py --out runs/ablation            # bench-cpu, all rows
+    .venv/bin/python bench/ablation.py --out runs/ablation --jobs 2   # bench-cpu, all rows
     .venv/bin/python bench/ablation.py --out runs/ablation --rows vanilla,brgan --epochs 4
+    # a second training seed on the same data:
+    .venv/bin/python bench/ablation.py --out runs/ablation-s1 --data runs/ablation/data --seed 1
+
+``--jobs N`` trains the rows in N child processes (one torch thread each unless ``--threads``
+says otherwise), then evaluates every row in this process; on a 2-core machine ``--jobs 2``
+halves the wall time.
 
 What it does, in order (each step resumes if its output already exists):
 
@@ -73,8 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rows", default=",".join(ROWS), help="comma-separated model presets")
     parser.add_argument("--backbone", default="cnn4", help="cnn4 | tiny | alexnet | resnet18")
     parser.add_argument("--pooling", default="max", help="global pooling of the heads: avg | max")
-    parser.add_argument("--epochs", type=int, default=12)
-    parser.add_argument("--patience", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--patience", type=int, default=6)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0, help="training seed (weights, order)")
@@ -86,11 +92,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     parser.add_argument("--n-boot", type=int, default=1000)
     parser.add_argument(
-        "--results",
-        default="ablation",
-        help="results file stem in --out (run two processes on one --out with different names "
-        "and disjoint --rows to use two cores; seed each file with the vanilla row first)",
+        "--data",
+        type=Path,
+        default=None,
+        help="folder with the train/ and test/ data (default: <out>/data; written if missing)",
     )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="train the rows in this many child processes, then evaluate them all here",
+    )
+    parser.add_argument(
+        "--train-only", action="store_true", help="train (or resume) the rows, evaluate nothing"
+    )
+    parser.add_argument("--results", default="ablation", help="results file stem in --out")
     return parser
 
 
@@ -216,6 +232,35 @@ def _table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _train_in_children(args: argparse.Namespace, rows: list[str]) -> list[str]:
+    """Train ``rows`` in ``args.jobs`` child processes (round robin, ``--train-only``).
+
+    Returns the rows of the children that failed (empty when all succeeded). Each child runs
+    this script with the same (already resolved) settings and one torch thread unless
+    ``--threads`` is given; its output goes to this process's stdout, one line per epoch.
+    """
+    common = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        *("--out", str(args.out), "--data", str(args.data), "--preset", args.preset),
+        *("--backbone", args.backbone, "--pooling", args.pooling),
+        *("--epochs", str(args.epochs), "--patience", str(args.patience)),
+        *("--batch-size", str(args.batch_size), "--lr", str(args.lr), "--seed", str(args.seed)),
+        *("--train-patients", str(args.train_patients)),
+        *("--test-patients", str(args.test_patients)),
+        *("--train-seed", str(args.train_seed), "--test-seed", str(args.test_seed)),
+        *("--val-share", str(args.val_share), "--threads", str(args.threads or 1)),
+        "--train-only",
+    ]
+    groups = [rows[i :: args.jobs] for i in range(args.jobs) if rows[i :: args.jobs]]
+    children = [(group, subprocess.Popen([*common, "--rows", ",".join(group)])) for group in groups]
+    failed: list[str] = []
+    for group, child in children:
+        if child.wait() != 0:
+            failed.extend(group)
+    return failed
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import torch
@@ -240,10 +285,10 @@ def main(argv: list[str] | None = None) -> int:
     args.test_patients = args.test_patients or preset.test_patients
     args.train_seed = preset.train_seed if args.train_seed < 0 else args.train_seed
     args.test_seed = preset.test_seed if args.test_seed < 0 else args.test_seed
-    train_root = _data(
-        args.out / "data" / "train", args.preset, args.train_patients, args.train_seed
-    ).parent
-    test_root = _data(args.out / "data" / "test", args.preset, args.test_patients, args.test_seed)
+    args.data = args.data or args.out / "data"
+    train_manifest = _data(args.data / "train", args.preset, args.train_patients, args.train_seed)
+    train_root = train_manifest.parent
+    test_root = _data(args.data / "test", args.preset, args.test_patients, args.test_seed)
     test_pairs = read_dataset("manifest", test_root.parent).pairs
     splits = split_pairs(
         read_dataset("manifest", train_root).pairs,
@@ -254,10 +299,15 @@ def main(argv: list[str] | None = None) -> int:
     results_path = args.out / f"{args.results}.json"
     results: dict[str, Any] = json.loads(results_path.read_text()) if results_path.exists() else {}
     started = time.perf_counter()
+    if args.jobs > 1 and not args.train_only:
+        failed = _train_in_children(args, rows)
+        if failed:
+            print(f"training failed for rows: {', '.join(failed)}", file=sys.stderr)
+            return 1
     for row in rows:
         print(f"== {row}", flush=True)
         best = _train_row(row, args, train_root, size, loader)
-        if "auc" in results.get(row, {}):
+        if args.train_only or "auc" in results.get(row, {}):
             continue
         compare = None
         if row != "vanilla" and "vanilla" in results:
@@ -290,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
         results_path.write_text(json.dumps(results, indent=2))
         (args.out / f"{args.results}.md").write_text(_table(results) + "\n")
         print(_table(results), flush=True)
+    if args.train_only:
+        return 0
     meta = {
         "command": "python bench/ablation.py " + " ".join(argv or sys.argv[1:]),
         "args": {k: str(v) for k, v in vars(args).items()},

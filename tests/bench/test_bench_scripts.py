@@ -77,3 +77,32 @@ def test_ingest_reuses_a_bigger_cached_set(tmp_path: Path) -> None:
     studies = load("ingest").ensure_studies(tmp_path, 2, seed=0, workers=1)
     assert [s[0].parent.name for s in studies] == ["SYN0-00000", "SYN0-00001"]
     assert all(len(s) == 4 for s in studies)
+
+
+def test_ablation_trains_rows_in_two_children_then_evaluates_all(tmp_path: Path) -> None:
+    """A whole (tiny) ablation run: two child trainers, then one evaluation with DeLong."""
+    import json
+
+    out = tmp_path / "abl"
+    rc = load("ablation").main(
+        [
+            *("--out", str(out), "--rows", "vanilla,sbf", "--jobs", "2"),
+            *("--train-patients", "8", "--test-patients", "4", "--epochs", "1"),
+            *("--backbone", "tiny", "--n-boot", "20"),
+        ]
+    )
+    assert rc == 0
+    results = json.loads((out / "ablation.json").read_text())
+    assert list(results) == ["vanilla", "sbf"]
+    for row in ("vanilla", "sbf"):
+        done = json.loads((out / "runs" / row / "done.json").read_text())
+        assert done["epochs_run"] == 1
+        assert 0.0 <= results[row]["auc"] <= 1.0 and results[row]["test_n"] == 16
+    assert results["vanilla"]["delong_p"] is None
+    assert 0.0 <= results["sbf"]["delong_p"] <= 1.0  # compared with vanilla on the same images
+    assert "SBF (simple bilateral fusion)" in (out / "ablation.md").read_text()
+
+
+def test_ablation_refuses_unknown_rows(capsys: pytest.CaptureFixture[str]) -> None:
+    assert load("ablation").main(["--rows", "vanilla,nonsense"]) == 2
+    assert "unknown rows: nonsense" in capsys.readouterr().err
