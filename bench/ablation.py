@@ -233,7 +233,7 @@ def _table(results: dict[str, Any]) -> str:
 
 
 def _train_in_children(args: argparse.Namespace, rows: list[str]) -> list[str]:
-    """Train ``rows`` in ``args.jobs`` child processes (round robin, ``--train-only``).
+    """Train the untrained ``rows`` in ``args.jobs`` child processes (round robin).
 
     Returns the rows of the children that failed (empty when all succeeded). Each child runs
     this script with the same (already resolved) settings and one torch thread unless
@@ -252,7 +252,8 @@ def _train_in_children(args: argparse.Namespace, rows: list[str]) -> list[str]:
         *("--val-share", str(args.val_share), "--threads", str(args.threads or 1)),
         "--train-only",
     ]
-    groups = [rows[i :: args.jobs] for i in range(args.jobs) if rows[i :: args.jobs]]
+    todo = [row for row in rows if not (args.out / "runs" / row / "done.json").exists()]
+    groups = [todo[i :: args.jobs] for i in range(args.jobs) if todo[i :: args.jobs]]
     children = [(group, subprocess.Popen([*common, "--rows", ",".join(group)])) for group in groups]
     failed: list[str] = []
     for group, child in children:
