@@ -36,12 +36,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+_BENCH_DIR = str(Path(__file__).resolve().parent)
+if _BENCH_DIR not in sys.path:  # run as a script or loaded by path: ``bench`` is no package
+    sys.path.insert(0, _BENCH_DIR)
+
+from common import machine_info  # noqa: E402
 
 ROWS = (
     "vanilla",
@@ -190,25 +196,6 @@ def _train_row(row: str, args: argparse.Namespace, train_root: Path, size, loade
     return result.best_checkpoint
 
 
-def _machine() -> dict[str, str]:
-    def sh(cmd: str) -> str:
-        try:
-            return subprocess.run(cmd, shell=True, capture_output=True, text=True).stdout.strip()
-        except OSError:
-            return ""
-
-    import torch
-
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cpu": sh("lscpu | grep 'Model name' | sed 's/.*: *//'"),
-        "cores": sh("nproc"),
-        "load_at_end": sh("cat /proc/loadavg"),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
-    }
-
-
 def _table(results: dict[str, Any]) -> str:
     lines = [
         "| model | test AUC [95% CI] | Δ vs vanilla | DeLong p vs vanilla | val AUC | "
@@ -346,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = {
         "command": "python bench/ablation.py " + " ".join(argv or sys.argv[1:]),
         "args": {k: str(v) for k, v in vars(args).items()},
-        "machine": _machine(),
+        "machine": machine_info(load_at_end=list(os.getloadavg())),
         "wall_seconds_this_invocation": time.perf_counter() - started,
         "test_images": len(test_pairs),
         "val_images": len(splits.val),

@@ -35,7 +35,6 @@ import datetime as dt
 import gc
 import json
 import os
-import platform
 import random
 import statistics
 import sys
@@ -43,6 +42,12 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+_BENCH_DIR = str(Path(__file__).resolve().parent)
+if _BENCH_DIR not in sys.path:  # run as a script or loaded by path: ``bench`` is no package
+    sys.path.insert(0, _BENCH_DIR)
+
+from common import machine_info, summarize  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO_ROOT / "docs" / "bench-results"
@@ -120,52 +125,7 @@ def _reset_peak_rss() -> bool:
     return True
 
 
-def machine_info() -> dict[str, Any]:
-    """CPU model, core count, memory and load: what the numbers must be read against."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem_kb = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem_kb = int(line.split()[1])
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cpus": os.cpu_count(),
-        "mem_total_gib": round(mem_kb / 1024**2, 1) if mem_kb else None,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "loadavg_start": list(os.getloadavg()),
-    }
-
-
 # -- statistics -------------------------------------------------------------------------------
-
-
-def summarize(values: Sequence[float]) -> dict[str, float]:
-    """Median, quartiles, IQR, min and max of a sample (at least one value)."""
-    data = sorted(values)
-    if len(data) >= 2:
-        q1, median, q3 = statistics.quantiles(data, n=4, method="inclusive")
-    else:
-        q1 = median = q3 = data[0]
-    return {
-        "median": median,
-        "q1": q1,
-        "q3": q3,
-        "iqr": q3 - q1,
-        "min": data[0],
-        "max": data[-1],
-        "n": len(data),
-    }
 
 
 def bootstrap_median_ci(

@@ -39,7 +39,6 @@ import contextlib
 import datetime as dt
 import json
 import os
-import platform
 import random
 import shutil
 import signal
@@ -54,6 +53,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+_BENCH_DIR = str(Path(__file__).resolve().parent)
+if _BENCH_DIR not in sys.path:  # run as a script or loaded by path: ``bench`` is no package
+    sys.path.insert(0, _BENCH_DIR)
+
+from common import machine_info, summarize  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO_ROOT / "docs" / "bench-results"
@@ -494,14 +499,10 @@ def _children(pid: int) -> list[int]:
 # -- report -------------------------------------------------------------------------------
 
 
-def summarize(values: Sequence[float]) -> dict[str, float]:
-    """Median, quartiles, IQR, min, max."""
-    data = sorted(values)
-    if len(data) >= 2:
-        q1, median, q3 = statistics.quantiles(data, n=4, method="inclusive")
-    else:
-        q1 = median = q3 = data[0]
-    return {"median": median, "q1": q1, "q3": q3, "iqr": q3 - q1, "min": data[0], "max": data[-1]}
+def storescp_version() -> str | None:
+    """First line of ``storescp --version`` (recorded with the machine description)."""
+    version = subprocess.run(["storescp", "--version"], capture_output=True, text=True)
+    return version.stdout.splitlines()[0] if version.stdout else None
 
 
 def bootstrap_median_ci(
@@ -512,25 +513,6 @@ def bootstrap_median_ci(
     data = list(values)
     medians = sorted(statistics.median(rng.choices(data, k=len(data))) for _ in range(resamples))
     return medians[int(0.025 * resamples)], medians[int(0.975 * resamples) - 1]
-
-
-def machine_info() -> dict[str, Any]:
-    """CPU, cores, memory, load, tool versions."""
-    cpu = platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    version = subprocess.run(["storescp", "--version"], capture_output=True, text=True)
-    return {
-        "cpu": cpu,
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "storescp": version.stdout.splitlines()[0] if version.stdout else None,
-        "loadavg_start": list(os.getloadavg()),
-    }
 
 
 def build_result(
@@ -671,7 +653,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for tool in ("storescu", "storescp", "echoscu"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} not found: install dcmtk (apt-get install dcmtk)")
-    info = machine_info()
+    info = machine_info(storescp=storescp_version())
     total = 2 * args.studies if args.growth else args.studies
     studies = ensure_studies(args.cache, total, args.seed, args.gen_workers)
     runs = args.cache / "runs"  # kept until the end: deleting between rounds disturbs the next

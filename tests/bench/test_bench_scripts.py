@@ -53,6 +53,19 @@ def test_summarize_median_and_iqr(name: str) -> None:
     assert load(name).summarize([7.0])["median"] == 7.0
 
 
+def test_common_machine_info_and_summarize() -> None:
+    common = load("common")
+    info = common.machine_info(storescp="storescp v3.6", load_at_end=[0.5, 0.4, 0.3])
+    for key in ("cpu", "cpus", "mem_total_gib", "python", "platform", "loadavg_start"):
+        assert key in info
+    assert info["storescp"] == "storescp v3.6" and info["load_at_end"] == [0.5, 0.4, 0.3]
+    stats = common.summarize([4, 1, 3, 2, 5])
+    assert (stats["median"], stats["q1"], stats["q3"], stats["n"]) == (3, 2, 4, 5)
+    assert (stats["min"], stats["max"], stats["iqr"]) == (1, 5, 2)
+    # the scripts re-export the shared helpers
+    assert load("ingest").summarize is not None and load("inference").machine_info is not None
+
+
 def test_bad_counts_are_refused() -> None:
     with pytest.raises(SystemExit, match="at least 1"):
         load("ingest").main(["--studies", "0"])
