@@ -25,7 +25,7 @@ def load(name: str) -> ModuleType:
     return module
 
 
-@pytest.mark.parametrize("name", ["inference", "ingest", "ablation"])
+@pytest.mark.parametrize("name", ["inference", "ingest", "ablation", "cam_figure"])
 def test_help_exits_cleanly(name: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         load(name).main(["--help"])
