@@ -1,30 +1,37 @@
-"""Inference cost of BR-GAN against its backbone (issue 3, section 6).
+"""Inference cost of BR-GAN against its backbone (issue 3, section 6), for any model preset.
 
 In one process and one run, three measurements are interleaved round by round (the order
 rotates every round, so drift and neighbours on a shared machine hit all three alike):
 
 ``predict``
     ``model.predict(target, contralateral)`` on one pair, batch 1: what the worker calls for
-    every pair. For ``bilateral = gan`` it runs the backbone on the *target only*, then G_T2C,
-    the classifier, the CAM and the residual map; the contralateral is not encoded at inference.
+    every pair, for the model built from ``--preset`` (default ``brgan``). For ``brgan``
+    (``bilateral = gan``) it runs the backbone on the *target only*, then G_T2C, the classifier,
+    the CAM and the residual map; the contralateral is not encoded at inference. Presets with
+    ``needs_contralateral_at_inference`` (``sbf``; ``brgan_paired``, whose G_T2C takes the
+    reference features too, f_H = G_T2C(f_T | f_C)) encode *both* images in one backbone pass.
 ``backbone_pair``
     the backbone alone on the same two images (one batch of two, as ``_encode_pair`` does):
     the baseline issue 3 names ("the backbone alone on the same two images").
 ``backbone_target``
-    the backbone alone on the target image: what ``predict`` itself encodes, so
+    the backbone alone on the target image: what ``predict`` itself encodes for ``brgan``, so
     ``predict / backbone_target`` is the cost of everything BR-GAN adds (G_T2C, heads, maps).
+    For a preset that encodes both images, ``predict / backbone_pair`` is that cost instead.
 
 The ratios are medians of per-round ratios (paired), with their IQR. Peak memory: on CPU the
 resident-set high-water mark (``VmHWM`` in ``/proc/self/status``, reset through
 ``/proc/self/clear_refs`` before each measurement; ``tracemalloc`` does not see torch's
 allocator); on CUDA ``torch.cuda.max_memory_allocated``. A short hooked pass then splits
 ``predict`` into backbone, G_T2C, classifier head and the rest, and ``FlopCounterMode`` counts
-each part's floating-point operations (noise-free).
+each part's floating-point operations (noise-free); with ``paired_generator`` G_T2C is
+counted on (f_T, f_C).
 
     .venv/bin/python bench/inference.py                # ResNet-50, 1024×832, CPU or CUDA
     .venv/bin/python bench/inference.py --reps 5 --height 512
+    .venv/bin/python bench/inference.py --preset brgan_paired   # G_T2C(f_T | f_C)
 
-Results: a markdown table on stdout and JSON in ``docs/bench-results/inference-<date>.json``;
+Results: a markdown table on stdout and JSON in ``docs/bench-results/inference-<date>.json``
+(``inference-<date>-<preset>.json`` for a preset other than ``brgan``);
 ``docs/benchmarks-inference.md`` records a run.
 """
 
@@ -57,9 +64,18 @@ MEASUREMENTS = ("predict", "backbone_pair", "backbone_target")
 
 def build_parser() -> argparse.ArgumentParser:
     """Command-line options (``--help`` lists them)."""
+    from brgan_core.model import PRESETS
+
     parser = argparse.ArgumentParser(
         prog="bench/inference.py",
         description="BR-GAN predict on one pair vs the backbone alone, interleaved in one run.",
+    )
+    parser.add_argument(
+        "--preset",
+        default="brgan",
+        choices=list(PRESETS),
+        help="model preset, a name from brgan_core.model.PRESETS (default: brgan; "
+        "brgan_paired: G_T2C also takes the contralateral features)",
     )
     parser.add_argument(
         "--backbone",
@@ -97,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--json",
         type=Path,
         default=None,
-        help="JSON result path (default: docs/bench-results/inference-<date>.json)",
+        help="JSON result path (default: docs/bench-results/inference-<date>.json, "
+        "inference-<date>-<preset>.json for a preset other than brgan)",
     )
     parser.add_argument("--no-json", action="store_true", help="print only, write no JSON")
     return parser
@@ -165,7 +182,8 @@ class Bench:
         width = args.width or round(args.height * 13 / 16)
         self.size = (args.height, width)
         self.device = device
-        self.model = build_model(BRGANConfig.preset("brgan", backbone=args.backbone))
+        self.preset = args.preset
+        self.model = build_model(BRGANConfig.preset(args.preset, backbone=args.backbone))
         self.model.eval().to(device)
         gen = torch.Generator().manual_seed(args.seed + 1)
         self.target = torch.rand(1, 1, *self.size, generator=gen).to(device)
@@ -299,6 +317,9 @@ def run_profile(bench: Bench, reps: int) -> dict[str, Any]:
     seconds["rest (CAM, residual map, cat, softmax)"] = max(total - sum(seconds.values()), 0.0)
     seconds["predict total"] = total
 
+    # What predict's own backbone call encodes: the target, or both images in one pass.
+    both = model.config.needs_contralateral_at_inference
+    encoded = "backbone (pair)" if both else "backbone (target)"
     flops: dict[str, int] = {}
     with torch.inference_mode():
         counter = FlopCounterMode(display=False)
@@ -309,13 +330,27 @@ def run_profile(bench: Bench, reps: int) -> dict[str, Any]:
         with counter:
             f_t = model.backbone(bench.target)
         flops["backbone (target)"] = int(counter.get_total_flops())
+        f_c = None
+        if both:  # one batch of two costs twice one image (no cross-sample work in a CNN)
+            counter = FlopCounterMode(display=False)
+            with counter:
+                f_c = model.backbone(bench.contralateral)
+            flops["backbone (pair)"] = flops["backbone (target)"] + int(counter.get_total_flops())
         if model.g_t2c is not None:
             counter = FlopCounterMode(display=False)
             with counter:
-                model.g_t2c(f_t)
+                if model.config.paired_generator:
+                    model.g_t2c(f_t, f_c)
+                else:
+                    model.g_t2c(f_t)
             flops["g_t2c"] = int(counter.get_total_flops())
         feature_shape = list(f_t.shape)
-    return {"seconds_median": seconds, "flops": flops, "feature_shape": feature_shape}
+    return {
+        "seconds_median": seconds,
+        "flops": flops,
+        "feature_shape": feature_shape,
+        "backbone_in_predict": encoded,
+    }
 
 
 # -- report -------------------------------------------------------------------------------
@@ -365,7 +400,13 @@ def build_result(
             "warmup": args.warmup,
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
-            "preset": "brgan",
+            "preset": bench.preset,
+            "paired_generator": bench.model.config.paired_generator,
+            "predict_encodes": (
+                "both images, one backbone pass"
+                if bench.model.config.needs_contralateral_at_inference
+                else "target only"
+            ),
         },
         "machine": info,
         "seconds": stats,
@@ -382,7 +423,8 @@ def markdown(result: dict[str, Any]) -> str:
     """The result as markdown tables (printed; pasted into docs/benchmarks-inference.md)."""
     cfg = result["config"]
     lines = [
-        f"BR-GAN inference cost: {cfg['backbone']}, input {cfg['input'][0]}×{cfg['input'][1]}, "
+        f"BR-GAN inference cost, preset {cfg['preset']} (predict encodes "
+        f"{cfg['predict_encodes']}): {cfg['backbone']}, input {cfg['input'][0]}×{cfg['input'][1]}, "
         f"batch 1, {cfg['device']}, torch {cfg['torch']} ({cfg['threads']} threads), "
         f"{cfg['reps']} interleaved rounds after {cfg['warmup']} warm-up",
         "",
@@ -415,16 +457,20 @@ def markdown(result: dict[str, Any]) -> str:
     if profile:
         lines += ["", "| part of predict | median s | GFLOP |", "|---|---:|---:|"]
         flops = profile["flops"]
-        flop_keys = {"backbone": "backbone (target)", "g_t2c": "g_t2c", "predict total": "predict"}
+        encoded = profile["backbone_in_predict"]
+        flop_keys = {"backbone": encoded, "g_t2c": "g_t2c", "predict total": "predict"}
         for name, seconds in profile["seconds_median"].items():
             key = flop_keys.get(name)
-            gflop = f"{flops[key] / 1e9:.1f}" if key in flops else ""
+            gflop = ""
+            if key in flops:  # small backbones and inputs: significant digits, not 0.0
+                g = flops[key] / 1e9
+                gflop = f"{g:.1f}" if g >= 1 else f"{g:.3g}"
             lines.append(f"| {name} | {seconds:.3f} | {gflop} |")
         lines += [
             "",
             "predict / backbone inside the hooked predict calls: "
             f"{profile['ratio_predict_vs_backbone_in_call']:.3f}; by FLOPs: "
-            f"{flops['predict'] / flops['backbone (target)']:.3f}",
+            f"{flops['predict'] / flops[encoded]:.3f} (against the {encoded}, as predict runs it)",
         ]
     return "\n".join(lines)
 
@@ -445,7 +491,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:  # an unknown backbone name, a bad size: say it, no traceback
         raise SystemExit(f"bench/inference.py: {exc}") from None
     print(
-        f"{args.backbone} {bench.size[0]}×{bench.size[1]} on {device}: {args.warmup} warm-up + "
+        f"preset {args.preset}, {args.backbone} {bench.size[0]}×{bench.size[1]} on {device}: "
+        f"{args.warmup} warm-up + "
         f"{args.reps} rounds",
         file=sys.stderr,
         flush=True,
@@ -456,7 +503,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = build_result(args, bench, times, memory, profile, info)
     print(markdown(result))
     if not args.no_json:
-        path = args.json or RESULTS_DIR / f"inference-{dt.date.today().isoformat()}.json"
+        suffix = "" if args.preset == "brgan" else f"-{args.preset}"
+        path = args.json or RESULTS_DIR / f"inference-{dt.date.today().isoformat()}{suffix}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
         print(f"\nJSON: {path}", file=sys.stderr)

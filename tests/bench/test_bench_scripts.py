@@ -39,6 +39,28 @@ def test_inference_defaults_match_the_issue() -> None:
     assert args.reps >= 1 and args.warmup >= 1
 
 
+def test_inference_preset_flag_and_a_tiny_paired_run(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    inference = load("inference")
+    parser = inference.build_parser()
+    assert parser.parse_args([]).preset == "brgan"
+    assert parser.parse_args(["--preset", "brgan_paired"]).preset == "brgan_paired"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--preset", "nonsense"])
+    # A real (tiny) run: G_T2C of a paired generator gets f_C in the FLOP count (seconds).
+    rc = inference.main(
+        [
+            *("--backbone", "tiny", "--height", "64", "--reps", "1", "--warmup", "1"),
+            *("--profile-reps", "1", "--no-json", "--preset", "brgan_paired"),
+        ]
+    )
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "preset brgan_paired" in out and "predict encodes both images" in out
+    assert "| g_t2c |" in out
+
+
 def test_ingest_defaults_and_flags() -> None:
     parser = load("ingest").build_parser()
     args = parser.parse_args([])
