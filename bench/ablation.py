@@ -82,6 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", type=Path, default=Path("runs/ablation"))
     parser.add_argument("--preset", default="bench-cpu", help="synthetic data preset")
+    parser.add_argument(
+        "--lesion-contrast",
+        type=float,
+        default=0.0,
+        help="override the preset's lesion_contrast (0 = the preset's); for calibrating the "
+        "vanilla row only, before any bilateral row is trained",
+    )
     parser.add_argument("--rows", default=",".join(ROWS), help="comma-separated model presets")
     parser.add_argument("--backbone", default="cnn4", help="cnn4 | tiny | alexnet | resnet18")
     parser.add_argument("--pooling", default="max", help="global pooling of the heads: avg | max")
@@ -116,13 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _data(out: Path, preset_name: str, patients: int, seed: int) -> Path:
-    from brgan_core.synth import get_preset, write_dataset
+def _data(out: Path, preset: Any, patients: int, seed: int) -> Path:
+    from brgan_core.synth import write_dataset
 
     manifest = out / "manifest.csv"
     if not manifest.exists():
         t0 = time.perf_counter()
-        write_dataset(out, patients, get_preset(preset_name), seed)
+        write_dataset(out, patients, preset, seed)
         print(f"wrote {patients} patients to {out} in {time.perf_counter() - t0:.0f} s", flush=True)
     return manifest
 
@@ -230,6 +237,7 @@ def _train_in_children(args: argparse.Namespace, rows: list[str]) -> list[str]:
         sys.executable,
         str(Path(__file__).resolve()),
         *("--out", str(args.out), "--data", str(args.data), "--preset", args.preset),
+        *("--lesion-contrast", str(args.lesion_contrast)),
         *("--backbone", args.backbone, "--pooling", args.pooling),
         *("--epochs", str(args.epochs), "--patience", str(args.patience)),
         *("--batch-size", str(args.batch_size), "--lr", str(args.lr), "--seed", str(args.seed)),
@@ -268,15 +276,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     preset = get_preset(args.preset)
+    if args.lesion_contrast:
+        preset = preset.with_(lesion_contrast=args.lesion_contrast)
+    args.lesion_contrast = preset.lesion_contrast
     size = tuple(preset.model_input_size)
     args.train_patients = args.train_patients or preset.train_patients
     args.test_patients = args.test_patients or preset.test_patients
     args.train_seed = preset.train_seed if args.train_seed < 0 else args.train_seed
     args.test_seed = preset.test_seed if args.test_seed < 0 else args.test_seed
     args.data = args.data or args.out / "data"
-    train_manifest = _data(args.data / "train", args.preset, args.train_patients, args.train_seed)
+    train_manifest = _data(args.data / "train", preset, args.train_patients, args.train_seed)
     train_root = train_manifest.parent
-    test_root = _data(args.data / "test", args.preset, args.test_patients, args.test_seed)
+    test_root = _data(args.data / "test", preset, args.test_patients, args.test_seed)
     test_pairs = read_dataset("manifest", test_root.parent).pairs
     splits = split_pairs(
         read_dataset("manifest", train_root).pairs,

@@ -171,10 +171,13 @@ def build_dataset(
     ds.RescaleType = "US"
     ds.LossyImageCompression = "00"
     ds.PresentationLUTShape = "INVERSE" if monochrome1 else "IDENTITY"
-    # VOI LUT: a window over the breast
+    # VOI LUT: a window over the breast's anatomy (generator.anatomy_window: findings left out)
     pixels = image.pixels
-    breast = pixels[pixels > 0.12 * max_value]
-    low, high = np.percentile(breast, [1, 99.5]) if breast.size else (0, max_value)
+    if image.voi_window is not None:
+        low, high = image.voi_window
+    else:
+        breast = pixels[pixels > 0.12 * max_value]
+        low, high = np.percentile(breast, [1, 99.5]) if breast.size else (0, max_value)
     if monochrome1:
         low, high = max_value - high, max_value - low
     ds.WindowCenter = round(float(low + high) / 2, 1)

@@ -59,6 +59,11 @@ class SynthImage:
     mask: NDArray[np.bool_]
     sop_instance_uid: str
     series_instance_uid: str
+    voi_window: tuple[float, float] | None = None
+
+    # ``voi_window``: (low, high) stored values of the VOI LUT window, set on the anatomy with
+    # every unilateral finding's pixels left out (see :func:`anatomy_window`); ``None`` = the
+    # writer computes it from all breast pixels.
 
     @property
     def name(self) -> str:
@@ -243,11 +248,14 @@ def _side_image(
     density: str,
     specs: list[FindingSpec],
     rng: np.random.Generator,
-) -> tuple[NDArray[np.uint16], NDArray[np.bool_], list[Box], list[str], list[str]]:
+) -> tuple[
+    NDArray[np.uint16], NDArray[np.bool_], list[Box], list[str], list[str], tuple[float, float]
+]:
     transform = bilateral.sample_transform(preset, rng)
     canvas: SideCanvas = bilateral.render_tissue(shared, transform, density, preset, rng)
     region = canvas.region
     mask = np.zeros(canvas.tissue.shape, dtype=bool)
+    finding_pixels = np.zeros(canvas.tissue.shape, dtype=bool)  # every unilateral finding
     boxes: list[Box] = []
     kinds: list[str] = []
     malignant_kinds: list[str] = []
@@ -259,26 +267,48 @@ def _side_image(
             continue  # already in the shared layer
         point = _place(spec, view_index, shared.shape, region, transform)
         amplitude = spec.contrast * canvas.tissue_sd
+        footprint = np.zeros_like(mask)
         box = findings.paste(
-            canvas.tissue,
-            _patch(spec, view_index, preset),
-            point,
-            amplitude,
-            region,
-            mask if spec.malignant else None,
+            canvas.tissue, _patch(spec, view_index, preset), point, amplitude, region, footprint
         )
+        finding_pixels |= footprint
+        if spec.malignant:
+            mask |= footprint
         if spec.malignant and box is not None:
             boxes.append(tuple(float(v) for v in box))  # type: ignore[arg-type]
             malignant_kinds.append(spec.kind)
     image = bilateral.finalize(canvas, shared.shape, transform, preset, rng)
     full_scale = float(2**preset.bits_stored - 1)
     pixels = np.rint(image * full_scale).astype(np.uint16)
+    window = anatomy_window(pixels, finding_pixels, full_scale)
     if laterality == "R":  # stored orientation: right breasts have the chest wall on the right
         cols = pixels.shape[1]
         pixels = np.ascontiguousarray(pixels[:, ::-1])
         mask = np.ascontiguousarray(mask[:, ::-1])
         boxes = [(cols - x1, y0, cols - x0, y1) for x0, y0, x1, y1 in boxes]
-    return pixels, mask, boxes, kinds, malignant_kinds
+    return pixels, mask, boxes, kinds, malignant_kinds, window
+
+
+def anatomy_window(
+    pixels: NDArray[np.uint16], findings_mask: NDArray[np.bool_], max_value: float
+) -> tuple[float, float]:
+    """The VOI window (low, high) as the 1st and 99.5th percentiles of the breast's *anatomy*.
+
+    Breast pixels (above 12 % of full scale) that belong to no unilateral finding. A window
+    over all breast pixels would let a bright lesion raise the 99.5th percentile and darken the
+    whole image, a global cue that gives the label away (on ``bench-cpu`` the mean breast
+    intensity alone scored AUC 0.68). A scanner's auto-window is set on the whole breast, where a
+    small lesion hardly moves it; leaving the findings out models that. Finding pixels above
+    ``high`` are clipped to white by the VOI LUT, as a bright lesion is on a real display.
+    """
+    breast = pixels > 0.12 * max_value
+    anatomy = pixels[breast & ~findings_mask]
+    if anatomy.size < 100:
+        anatomy = pixels[breast]
+    if anatomy.size == 0:
+        return 0.0, max_value
+    low, high = np.percentile(anatomy, [1, 99.5])
+    return float(low), float(high)
 
 
 def generate_patient(
@@ -323,7 +353,7 @@ def generate_patient(
         for laterality, side_rng in (("L", left_rng), ("R", right_rng)):
             if (laterality, view) not in views:
                 continue
-            pixels, mask, boxes, kinds, malignant_kinds = _side_image(
+            pixels, mask, boxes, kinds, malignant_kinds, window = _side_image(
                 preset, shared, view_index, laterality, density, specs, side_rng
             )
             images[(laterality, view)] = SynthImage(
@@ -337,6 +367,7 @@ def generate_patient(
                 mask=mask,
                 sop_instance_uid=patient_uid(seed, index, "image", laterality, view),
                 series_instance_uid=series_uid,
+                voi_window=window,
             )
     number = index + 1
     return SynthStudy(

@@ -170,3 +170,35 @@ def test_paste_clips_to_region_and_image() -> None:
     assert box is not None and box[2] <= 20
     assert not image[:, 20:].any() and not mask[:, 20:].any()
     assert paste(image, finding, (500, 500), 1.0) is None
+
+
+def test_anatomy_window_ignores_finding_pixels() -> None:
+    from brgan_core.synth.generator import anatomy_window
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(1000, 3000, size=(64, 64)).astype(np.uint16)
+    lesion = np.zeros(pixels.shape, dtype=bool)
+    lesion[10:20, 10:20] = True  # 2.4 % of the breast: enough to move a 99.5th percentile
+    with_lesion = pixels.copy()
+    with_lesion[lesion] = 4000
+    full = 4095.0
+    assert anatomy_window(with_lesion, lesion, full) == anatomy_window(pixels, lesion, full)
+    high_all = float(np.percentile(with_lesion[with_lesion > 0.12 * full], 99.5))
+    assert high_all == 4000 > anatomy_window(with_lesion, lesion, full)[1]
+
+
+
+def test_writer_stores_the_anatomy_window(cpu_studies: list[SynthStudy]) -> None:
+    """WindowCenter/Width (PS3.3 C.11.2.1.2) are the generator's anatomy window."""
+    from brgan_core.synth.dicom_writer import build_dataset
+
+    malignant = [(s, i) for s in cpu_studies for i in s.images if i.label]
+    study, image = malignant[0]
+    assert image.voi_window is not None
+    low, high = image.voi_window
+    ds = build_dataset(study, image)
+    assert float(ds.WindowCenter) == pytest.approx((low + high) / 2, abs=0.05)
+    assert float(ds.WindowWidth) == pytest.approx(high - low, abs=0.05)
+    full = 2**CPU.bits_stored - 1
+    breast = image.pixels[image.pixels > 0.12 * full]
+    assert high <= float(np.percentile(breast, 99.5))  # the lesion does not raise the top
