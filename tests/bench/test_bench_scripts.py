@@ -135,7 +135,10 @@ def test_ablation_trains_rows_in_two_children_then_evaluates_all(tmp_path: Path)
         assert 0.0 <= results[row]["auc"] <= 1.0 and results[row]["test_n"] == 16
     assert results["vanilla"]["delong_p"] is None
     assert 0.0 <= results["sbf"]["delong_p"] <= 1.0  # compared with vanilla on the same images
-    assert "SBF (simple bilateral fusion)" in (out / "ablation.md").read_text()
+    table = (out / "ablation.md").read_text()
+    assert "SBF (simple bilateral fusion)" in table
+    assert "| Bilateral | L_c | L_RE | Mask | AUC [95% CI] |" in table  # paper's Table 3 layout
+    assert "| SBF | × | × | × | " in table and "| Methodology | Top-1 error |" in table
 
 
 def test_ablation_refuses_unknown_rows(capsys: pytest.CaptureFixture[str]) -> None:
