@@ -156,8 +156,8 @@ def _train_row(row: str, args: argparse.Namespace, train_root: Path, size, loade
 
     out_dir = args.out / "runs" / row
     done = out_dir / "done.json"
-    if done.exists():
-        return Path(json.loads(done.read_text())["best_checkpoint"])
+    if done.exists():  # the folder may have been moved since: trust its layout, not the path
+        return out_dir / "best.safetensors"
     config = TrainConfig(
         model=BRGANConfig.preset(row, backbone=args.backbone, pooling=args.pooling),
         data=DataConfig(
@@ -349,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         compare = None
         if row != "vanilla" and "vanilla" in results:
-            compare = results["vanilla"]["checkpoint"]
+            compare = str(args.out / "runs" / "vanilla" / "best.safetensors")
         evaluation = evaluate_checkpoint(
             best,
             test_pairs,
