@@ -36,7 +36,35 @@ class BottleneckBlock(nn.Sequential):
         )
 
 
-class GeneratorT2C(nn.Module):
+class _ResidualGenerator(nn.Module):
+    """ReLU(f + block(x)), x = concat[f, extra] when built ``conditioned``, else f.
+
+    The shared shape of G_T2C and G_C2T: both are residual on their first input and may take a
+    second feature map of the same shape (f_ref for a paired G_T2C, f_P for G_C2T).
+    """
+
+    def __init__(self, channels: int, bottleneck: int, conditioned: bool, missing: str) -> None:
+        super().__init__()
+        self.conditioned = conditioned
+        self._missing = missing  # the error when a conditioned generator gets no second input
+        in_channels = 2 * channels if conditioned else channels
+        self.block = BottleneckBlock(in_channels, bottleneck, channels)
+
+    def _residual(self, f: Tensor, extra: Tensor | None) -> Tensor:
+        if self.conditioned:
+            if extra is None:
+                raise ValueError(self._missing)
+            if extra.shape != f.shape:
+                raise ValueError(
+                    f"reference features {tuple(extra.shape)} must match {tuple(f.shape)}"
+                )
+            x = torch.cat([f, extra], dim=1)
+        else:
+            x = f
+        return torch.relu(f + self.block(x))
+
+
+class GeneratorT2C(_ResidualGenerator):
     """G_T2C: target features f_T -> healthy features f_H = ReLU(f_T + block(f_T)).
 
     ``paired=True``: f_H = ReLU(f_T + block(concat[f_T, f_ref])), the reference f_ref (the
@@ -44,39 +72,26 @@ class GeneratorT2C(nn.Module):
     """
 
     def __init__(self, channels: int, bottleneck: int, *, paired: bool = False) -> None:
-        super().__init__()
+        super().__init__(
+            channels,
+            bottleneck,
+            paired,
+            "G_T2C was built paired: pass the reference features f_ref",
+        )
         self.paired = paired
-        in_channels = 2 * channels if paired else channels
-        self.block = BottleneckBlock(in_channels, bottleneck, channels)
 
     def forward(self, f: Tensor, f_ref: Tensor | None = None) -> Tensor:
-        if self.paired:
-            if f_ref is None:
-                raise ValueError("G_T2C was built paired: pass the reference features f_ref")
-            if f_ref.shape != f.shape:
-                raise ValueError(
-                    f"reference features {tuple(f_ref.shape)} must match {tuple(f.shape)}"
-                )
-            x = torch.cat([f, f_ref], dim=1)
-        else:
-            x = f
-        return torch.relu(f + self.block(x))
+        return self._residual(f, f_ref)
 
 
-class GeneratorC2T(nn.Module):
+class GeneratorC2T(_ResidualGenerator):
     """G_C2T: ReLU(f + block(concat[f, f_P])) (or block(f) when f_P is not preserved)."""
 
     def __init__(self, channels: int, bottleneck: int, *, preserved: bool = True) -> None:
-        super().__init__()
+        super().__init__(
+            channels, bottleneck, preserved, "G_C2T was built with residual_preserved: pass f_p"
+        )
         self.preserved = preserved
-        in_channels = 2 * channels if preserved else channels
-        self.block = BottleneckBlock(in_channels, bottleneck, channels)
 
     def forward(self, f: Tensor, f_p: Tensor | None = None) -> Tensor:
-        if self.preserved:
-            if f_p is None:
-                raise ValueError("G_C2T was built with residual_preserved: pass f_p")
-            x = torch.cat([f, f_p], dim=1)
-        else:
-            x = f
-        return torch.relu(f + self.block(x))
+        return self._residual(f, f_p)
