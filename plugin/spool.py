@@ -29,6 +29,7 @@ from plugin.errors import PluginError
 FILE_MODE = 0o600
 DIR_MODE = 0o700
 INCOMING = ".incoming"
+SUPERSEDED = ".superseded"
 _UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
 
@@ -151,6 +152,49 @@ class Spool:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp_name)
         return StoredFile(final, size)
+
+    # -- superseded files ---------------------------------------------------------------
+    @property
+    def superseded_dir(self) -> Path:
+        """Where an earlier file of a SOP instance that arrived again under another study goes
+        (kept for ``retention_days``, never re-indexed by recovery)."""
+        return self.root / SUPERSEDED
+
+    def set_aside(self, path: Path) -> Path | None:
+        """Move an instance file out of its study folder into :attr:`superseded_dir`.
+
+        Returns the new path, or None when the file is already gone. The file's mtime is set
+        to now, so retention counts from the moment it was superseded.
+        """
+        path = Path(path)
+        if not path.is_file():
+            return None
+        folder = self.superseded_dir / path.parent.name
+        target = folder / path.name
+        try:
+            folder.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+            os.replace(path, target)
+            os.utime(target)
+            _fsync_dir(folder)
+            _fsync_dir(path.parent)
+        except OSError as exc:
+            raise SpoolError(f"cannot set aside {path}: {exc.strerror or exc}") from exc
+        return target
+
+    def purge_superseded(self, older_than: float) -> int:
+        """Delete set-aside files whose mtime is before ``older_than``; returns how many."""
+        count = 0
+        if not self.superseded_dir.is_dir():
+            return 0
+        for path in self.superseded_dir.glob("*/*"):
+            with contextlib.suppress(OSError):
+                if path.stat().st_mtime < older_than:
+                    path.unlink()
+                    count += 1
+        for folder in self.superseded_dir.iterdir():
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only succeeds when empty
+        return count
 
     # -- housekeeping -------------------------------------------------------------------
     def purge_study(self, study_uid: str) -> int:

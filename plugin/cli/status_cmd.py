@@ -74,7 +74,8 @@ def status(
 ) -> None:
     """Studies by state, queue depth and last errors; or one study in detail.
 
-    States: receiving → ready → queued → running → done | failed | partially_analyzed.
+    States: receiving → ready → queued → running → done | failed | partially_analyzed |
+    not_analyzed (nothing in the study could be analyzed; every image's reason is shown).
     """
     from plugin.index import open_index
 

@@ -32,7 +32,18 @@ class Index(ABC):
         A re-sent SOP instance replaces the earlier row (``receive_count`` goes up). The study's
         ``last_instance_at`` moves on; its state is *not* changed here: re-opening a finished
         study is the coordinator's decision (:meth:`open_new_version`).
+
+        The same SOP Instance UID arriving under another StudyInstanceUID: the latest arrival
+        wins. The row moves to the new study and the returned row names the study and spool
+        path it came from (``moved_from_study`` / ``moved_from_path``) so the caller can take
+        the earlier file out of the spool. An old study that was ``ready`` goes back to
+        ``receiving`` (its plan named the instance); a queued, running or finished one keeps
+        its plan and results as history.
         """
+
+    @abstractmethod
+    def instance(self, sop_instance_uid: str) -> InstanceRow | None:
+        """One instance by SOP Instance UID, or None."""
 
     @abstractmethod
     def instances(self, study_uid: str) -> list[InstanceRow]:

@@ -30,27 +30,38 @@ class StudyState(StrEnum):
     DONE = "done"  # every pair scored
     FAILED = "failed"  # the task failed; error recorded
     PARTIALLY_ANALYZED = "partially_analyzed"  # some pairs scored, some not
+    NOT_ANALYZED = "not_analyzed"  # nothing could be analyzed; every image's reason recorded
 
     @property
     def is_final(self) -> bool:
         return self in FINAL_STATES
 
 
-FINAL_STATES = frozenset({StudyState.DONE, StudyState.FAILED, StudyState.PARTIALLY_ANALYZED})
+FINAL_STATES = frozenset(
+    {
+        StudyState.DONE,
+        StudyState.FAILED,
+        StudyState.PARTIALLY_ANALYZED,
+        StudyState.NOT_ANALYZED,
+    }
+)
 
 S = StudyState
 #: Allowed transitions. ``→ receiving`` from a later state opens a new version of the study
 #: (see :meth:`plugin.index.Index.open_new_version`); ``queued → ready`` lets a reconciler
 #: re-queue a study whose task vanished; ``queued → done|…`` covers a result collected without
-#: ever seeing the task start.
+#: ever seeing the task start. ``ready → not_analyzed``: the plan has no pair to score (a
+#: unilateral study, a lone SR, …); ``receiving → not_analyzed``: every instance of the study
+#: arrived again under another StudyInstanceUID (latest arrival wins), so nothing is left.
 TRANSITIONS: dict[StudyState, frozenset[StudyState]] = {
-    S.RECEIVING: frozenset({S.READY, S.FAILED}),
-    S.READY: frozenset({S.QUEUED, S.RECEIVING, S.FAILED}),
+    S.RECEIVING: frozenset({S.READY, S.FAILED, S.NOT_ANALYZED}),
+    S.READY: frozenset({S.QUEUED, S.RECEIVING, S.FAILED, S.NOT_ANALYZED}),
     S.QUEUED: frozenset({S.RUNNING, S.READY, *FINAL_STATES}),
     S.RUNNING: frozenset({S.QUEUED, S.READY, *FINAL_STATES}),
     S.DONE: frozenset({S.RECEIVING, S.QUEUED}),
     S.FAILED: frozenset({S.RECEIVING, S.READY, S.QUEUED}),
     S.PARTIALLY_ANALYZED: frozenset({S.RECEIVING, S.QUEUED}),
+    S.NOT_ANALYZED: frozenset({S.RECEIVING, S.QUEUED}),
 }
 
 
@@ -90,10 +101,16 @@ class InstanceRecord:
 
 @dataclass(frozen=True)
 class InstanceRow(InstanceRecord):
-    """An instance as stored: plus the study version it arrived in and how often it came."""
+    """An instance as stored: plus the study version it arrived in and how often it came.
+
+    ``moved_from_study`` / ``moved_from_path`` are set only on the row
+    :meth:`~plugin.index.Index.record_instance` returns when this SOP Instance UID was indexed
+    under another study before (not stored columns)."""
 
     study_version: int = 1
     receive_count: int = 1
+    moved_from_study: str | None = None
+    moved_from_path: str | None = None
 
 
 @dataclass(frozen=True)

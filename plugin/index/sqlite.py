@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -235,6 +236,10 @@ class SqliteIndex(Index):
     def record_instance(self, record: InstanceRecord) -> InstanceRow:
         now = time.time()
         with self._write() as conn:
+            before = conn.execute(
+                "SELECT study_uid, path FROM instances WHERE sop_instance_uid = ?",
+                (record.sop_instance_uid,),
+            ).fetchone()
             conn.execute(
                 "INSERT INTO studies(study_uid, state, version, first_instance_at, "
                 "last_instance_at, created_at, updated_at, state_changed_at) "
@@ -295,7 +300,27 @@ class SqliteIndex(Index):
                 f"SELECT {_INSTANCE_COLS} FROM instances WHERE sop_instance_uid = ?",
                 (record.sop_instance_uid,),
             ).fetchone()
-        return _instance(row)
+            moved = before is not None and before["study_uid"] != record.study_uid
+            if moved:
+                old = self._get_study(conn, before["study_uid"])
+                if old.state == StudyState.READY:  # its plan named this instance: re-plan
+                    check_transition(old.study_uid, old.state, StudyState.RECEIVING)
+                    conn.execute(
+                        "UPDATE studies SET state = ?, state_changed_at = ?, updated_at = ? "
+                        "WHERE study_uid = ?",
+                        (StudyState.RECEIVING.value, now, now, old.study_uid),
+                    )
+        out = _instance(row)
+        if moved:
+            out = replace(out, moved_from_study=before["study_uid"], moved_from_path=before["path"])
+        return out
+
+    def instance(self, sop_instance_uid: str) -> InstanceRow | None:
+        rows = self._query(
+            f"SELECT {_INSTANCE_COLS} FROM instances WHERE sop_instance_uid = ?",
+            (sop_instance_uid,),
+        )
+        return _instance(rows[0]) if rows else None
 
     def instances(self, study_uid: str) -> list[InstanceRow]:
         rows = self._query(
@@ -508,9 +533,14 @@ class SqliteIndex(Index):
 
     def due_for_purge(self, finished_before: float) -> list[StudyRow]:
         rows = self._query(
-            f"SELECT {_STUDY_COLS} FROM studies WHERE state IN (?, ?) AND purged_at IS NULL "
+            f"SELECT {_STUDY_COLS} FROM studies WHERE state IN (?, ?, ?) AND purged_at IS NULL "
             "AND finished_at IS NOT NULL AND finished_at < ? ORDER BY finished_at",
-            (StudyState.DONE.value, StudyState.PARTIALLY_ANALYZED.value, finished_before),
+            (
+                StudyState.DONE.value,
+                StudyState.PARTIALLY_ANALYZED.value,
+                StudyState.NOT_ANALYZED.value,
+                finished_before,
+            ),
         )
         return [_study(r) for r in rows]
 

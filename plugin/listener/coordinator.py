@@ -12,7 +12,10 @@ A background thread that, every ``coordinator_interval`` seconds:
 4. purges the spool files of studies done more than ``retention_days`` ago.
 
 Restart recovery (:meth:`Coordinator.recover`, before the listener starts): stale temp files
-go, spool files the index lacks are indexed, and every study not finished is picked up again
+go, spool files the index lacks are indexed (unless the index holds the same SOP Instance UID
+from a later arrival: the latest arrival wins, and the earlier file is set aside in
+``.superseded`` instead, so a restart never moves an instance back), and every study not
+finished is picked up again
 from the index: ``receiving`` ones by the loop, ``ready`` ones by calling the hook again (the
 hook must be idempotent; the queue step's task ids are).
 
@@ -22,7 +25,6 @@ ready study stays ``ready``. No scores are ever made up here.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import threading
 import time
@@ -37,7 +39,8 @@ from plugin.index import (
     StudyRow,
     StudyState,
 )
-from plugin.listener.receive import instance_record
+from plugin.index.once import ErrorOnce
+from plugin.listener.receive import instance_record, set_aside_earlier
 from plugin.logging import get_logger
 from plugin.spool import Spool, StoredFile
 from plugin.study import (
@@ -55,6 +58,11 @@ log = get_logger(__name__)
 
 StudyReadyHook = Callable[[str, int], None]
 
+EMPTIED_STUDY = (
+    "no instances left: every instance of this study arrived again under another "
+    "StudyInstanceUID (the latest arrival wins)"
+)
+
 
 def log_only_hook(study_uid: str, version: int) -> None:
     """Default ``on_study_ready``: no queue is plugged in yet; the study stays ``ready``."""
@@ -67,6 +75,7 @@ class RecoveryReport:
 
     stale_temp_files: int = 0
     reindexed_files: int = 0
+    superseded_files: int = 0
     unreadable_files: int = 0
     studies_by_state: dict[str, int] = field(default_factory=dict)
 
@@ -98,6 +107,7 @@ class Coordinator:
         self.on_study_ready = on_study_ready
         self.reconcile = reconcile
         self.clock = clock
+        self.errors = ErrorOnce(index)
         self._announced: set[tuple[str, int]] = set()
         # study uid → (last_instance_at, instance_count, version, plan complete): skip re-planning
         # a receiving study that got nothing new since the last pass.
@@ -161,21 +171,17 @@ class Coordinator:
             return None
 
     def _guarded(self, study_uid: str | None, fn: Callable[..., object], *args: object) -> None:
+        """Run one step for one study; a failure is logged and recorded once (not every pass)
+        and never stops the pass for the other studies."""
+        step = getattr(fn, "__name__", "?")
         try:
             fn(*args)
         except Exception as exc:  # one bad study must not stop the loop
-            log.error(
-                "coordinator_step_failed",
-                study_uid=study_uid,
-                step=getattr(fn, "__name__", "?"),
-                error=f"{type(exc).__name__}: {exc}",
+            self.errors.report(
+                "coordinator", step, f"{type(exc).__name__}: {exc}", study_uid=study_uid
             )
-            with contextlib.suppress(PluginError):
-                self.index.record_error(
-                    "coordinator",
-                    f"{getattr(fn, '__name__', '?')}: {type(exc).__name__}: {exc}",
-                    study_uid=study_uid,
-                )
+        else:
+            self.errors.clear("coordinator", step, study_uid)
 
     def _plan(self, study: StudyRow) -> tuple[StudyPlan, float]:
         rows = self.index.instances(study.study_uid)
@@ -203,7 +209,23 @@ class Coordinator:
             as_of=as_of,
         )
 
+    def _close_emptied(self, study: StudyRow) -> None:
+        """Every instance of the study arrived again under another StudyInstanceUID (the
+        latest arrival wins, see :meth:`plugin.index.Index.record_instance`): nothing is left
+        to plan, so the study is closed with the reason instead of failing every pass."""
+        self._complete.pop(study.study_uid, None)
+        self.index.transition(
+            study.study_uid,
+            StudyState.NOT_ANALYZED,
+            expected=study.state,
+            error=EMPTIED_STUDY,
+        )
+        log.warning("study_emptied", study_uid=study.study_uid, version=study.version)
+
     def _assemble(self, study: StudyRow) -> None:
+        if study.instance_count == 0:
+            self._close_emptied(study)
+            return
         key = (study.last_instance_at, study.instance_count, study.version)
         cached = self._complete.get(study.study_uid)
         plan: StudyPlan | None = None
@@ -243,6 +265,11 @@ class Coordinator:
         self._announced.add((study.study_uid, study.version))
 
     def _replan(self, study: StudyRow) -> None:
+        if study.instance_count == 0:
+            if study.state == StudyState.READY:
+                self._announced.discard((study.study_uid, study.version))
+                self._close_emptied(study)
+            return  # a finished study keeps its plan and results as history
         plan, as_of = self._plan(study)
         if not needs_new_version(study.pairs_key, plan):
             self.index.update_plan_json(
@@ -268,6 +295,9 @@ class Coordinator:
             self.index.mark_purged(study.study_uid)
             purged += 1
             log.info("study_purged", study_uid=study.study_uid, files=files)
+        superseded = self.spool.purge_superseded(cutoff)
+        if superseded:
+            log.info("superseded_files_purged", files=superseded)
         return purged
 
     # -- restart recovery -------------------------------------------------------------------
@@ -281,7 +311,14 @@ class Coordinator:
             try:
                 header = read_header(path)
                 stat = path.stat()
-                self.index.record_instance(
+                indexed = self.index.instance(header.sop_instance_uid)
+                if indexed is not None and indexed.received_at >= stat.st_mtime:
+                    # The same SOP Instance UID is indexed from a later arrival (in another
+                    # study): the latest arrival wins, so this earlier file is set aside.
+                    self.spool.set_aside(path)
+                    report.superseded_files += 1
+                    continue
+                row = self.index.record_instance(
                     instance_record(
                         header,
                         classify(header),
@@ -289,6 +326,7 @@ class Coordinator:
                         received_at=stat.st_mtime,
                     )
                 )
+                set_aside_earlier(self.spool, self.index, row)
                 report.reindexed_files += 1
             except Exception as exc:
                 report.unreadable_files += 1
@@ -304,6 +342,7 @@ class Coordinator:
             "recovered",
             stale_temp_files=report.stale_temp_files,
             reindexed_files=report.reindexed_files,
+            superseded_files=report.superseded_files,
             unreadable_files=report.unreadable_files,
             **{f"studies_{k}": v for k, v in report.studies_by_state.items()},
         )

@@ -9,8 +9,11 @@ Status policy (also in ``docs/conformance.md``):
 0x0000     stored and indexed (whatever the object is; usability is decided later)
 0xA700     out of resources: the spool or index write failed (the sender may retry)
 0xA701     out of resources: the data set is larger than ``max_dataset_bytes``
-0xC000     cannot understand: the header is not readable as DICOM
-0xC001     cannot understand: SOP Instance UID or Study Instance UID missing
+0xC000     cannot understand: the header is not readable as DICOM (also: empty or random
+           bytes, i.e. no SOPClassUID, SOPInstanceUID or StudyInstanceUID at all)
+0xC001     cannot understand: SOP Instance UID or Study Instance UID missing, or one of
+           those, SeriesInstanceUID or SOPClassUID not a valid UID (VR UI, digits and dots,
+           at most 64 characters); the comment names the attribute
 =========  =====================================================================
 
 Only the header is read (``stop_before_pixels``); pixel data is never decoded here.
@@ -26,11 +29,11 @@ from pathlib import Path
 from pydicom.dataset import Dataset
 
 from plugin.errors import PluginError
-from plugin.index import Index, InstanceRecord, StudyIndexError
+from plugin.index import Index, InstanceRecord, InstanceRow, StudyIndexError
 from plugin.logging import get_logger
 from plugin.spool import Spool, SpoolError, StoredFile
 from plugin.study.classify import Classification, classify
-from plugin.study.header import HeaderError, InstanceHeader, read_header
+from plugin.study.header import BadUID, InstanceHeader, read_header
 
 log = get_logger(__name__)
 
@@ -72,10 +75,8 @@ class StoreOutcome:
 
 
 def _header_failure(exc: Exception) -> StoreOutcome:
-    text = str(exc)
-    for name in ("SOPInstanceUID", "StudyInstanceUID"):
-        if isinstance(exc, HeaderError) and f"has no {name}" in text:
-            return StoreOutcome(MISSING_UIDS, f"{name} missing")
+    if isinstance(exc, BadUID):  # names the attribute, never its value
+        return StoreOutcome(MISSING_UIDS, f"{exc.attribute} {exc.problem}")
     # Never echo the parser's message: it may quote attribute values.
     return StoreOutcome(CANNOT_UNDERSTAND, "header not readable as DICOM")
 
@@ -107,7 +108,7 @@ def receive_instance(
         outcome = StoreOutcome(TOO_LARGE, f"data set over {limits.max_dataset_bytes} bytes")
         return _failed(index, outcome, size=size)
     try:
-        header = read_header(source)
+        header = read_header(source, strict_uids=True)
     except Exception as exc:  # any parser failure is the sender's data, not our crash
         return _failed(index, _header_failure(exc), size=size, error=type(exc).__name__)
     study_uid, sop_uid = header.study_uid, header.sop_instance_uid
@@ -122,7 +123,7 @@ def receive_instance(
         outcome = StoreOutcome(OUT_OF_RESOURCES, "spool write failed", study_uid, sop_uid)
         return _failed(index, outcome, size=size, error=_os_reason(exc))
     try:
-        index.record_instance(
+        row = index.record_instance(
             instance_record(
                 header,
                 classification,
@@ -135,6 +136,7 @@ def receive_instance(
         # The file is safe in the spool; start-up recovery indexes it. The sender retries.
         outcome = StoreOutcome(OUT_OF_RESOURCES, "index write failed", study_uid, sop_uid)
         return _failed(index, outcome, size=size, error=str(exc))
+    set_aside_earlier(spool, index, row)
     log.info(
         "instance_stored",
         study_uid=study_uid,
@@ -147,6 +149,35 @@ def receive_instance(
         reason=classification.reason,
     )
     return StoreOutcome(SUCCESS, None, study_uid, sop_uid, stored.path)
+
+
+def set_aside_earlier(spool: Spool, index: Index, row: InstanceRow) -> None:
+    """The same SOP Instance UID arrived under another study: the latest arrival wins (its row
+    moved to the new study), so the earlier file leaves the old study's spool folder for
+    ``.superseded`` (kept for the retention period, never re-indexed). Never raises: the new
+    instance is already safe; a file that cannot be moved is retried by start-up recovery."""
+    if not row.moved_from_path or row.moved_from_path == row.path:
+        return
+    message = (
+        "SOP Instance UID arrived again under another StudyInstanceUID; the latest arrival "
+        "wins, the earlier file was set aside"
+    )
+    try:
+        spool.set_aside(Path(row.moved_from_path))
+    except SpoolError as exc:
+        message += f" (moving it failed: {_os_reason(exc)}; recovery retries)"
+    log.warning(
+        "instance_moved_study",
+        sop_uid=row.sop_instance_uid,
+        study_uid=row.study_uid,
+        previous_study_uid=row.moved_from_study,
+    )
+    try:
+        index.record_error(
+            "store", message, study_uid=row.moved_from_study, sop_uid=row.sop_instance_uid
+        )
+    except PluginError as exc:
+        log.error("error_not_recorded", error=str(exc))
 
 
 def instance_record(

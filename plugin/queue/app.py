@@ -40,6 +40,7 @@ def make_celery(settings: Settings) -> Celery:
         messages, results = queue_dirs(settings)
         messages.mkdir(parents=True, exist_ok=True)
         (messages.parent / "processed").mkdir(parents=True, exist_ok=True)
+        (messages.parent / "control").mkdir(parents=True, exist_ok=True)
         results.mkdir(parents=True, exist_ok=True)
         broker: str = "filesystem://"
         backend: str = f"file://{results.resolve()}"
@@ -48,6 +49,9 @@ def make_celery(settings: Settings) -> Celery:
             "data_folder_out": str(messages.resolve()),
             "processed_folder": str((messages.parent / "processed").resolve()),
             "store_processed": False,
+            # kombu's default is ``control/`` in the *working directory* (exchange tables):
+            # everything the service writes stays under data_dir.
+            "control_folder": str((messages.parent / "control").resolve()),
         }
     else:
         broker = settings.broker_url.get_secret_value()

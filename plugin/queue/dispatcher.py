@@ -7,10 +7,12 @@ dispatcher
   the model version + sha256, never pixels) with an idempotent task id, and moves it to
   ``queued``; when the broker is unreachable the study simply stays ``ready`` and is tried again
   on the next pass (the listener keeps receiving meanwhile);
+* closes a ready study whose plan has no pair (a unilateral study, a lone SR) as
+  ``not_analyzed``, every image's reason recorded;
 * collects each queued/running study's result from the Celery result backend (the one channel
   back from workers) and records the scores: ``done`` when every pair was scored,
   ``partially_analyzed`` when some targets could not be analyzed (each with its reason),
-  ``failed`` when the task failed;
+  ``not_analyzed`` when none could, ``failed`` when the task failed;
 * re-sends a task that vanished (broker flushed or restarted without persistence, worker lost):
   a queued study whose task is still unknown to the backend after ``requeue_after`` seconds,
   while the queue is empty, is sent again under the same id (idempotent).
@@ -31,11 +33,14 @@ from brgan_core.checkpoint import CheckpointError
 from brgan_core.registry import Registry
 from plugin.config import Settings
 from plugin.index import Index, StudyRow, StudyState
+from plugin.index.once import ErrorOnce
 from plugin.logging import get_logger
 from plugin.queue.app import make_celery, queue_depth, send_analyze_study, task_id_for
 from plugin.worker.analysis import PAYLOAD_SCHEMA
 
 log = get_logger(__name__)
+
+NO_PAIR = "no analyzable pair: every image is listed as not analyzed with its reason"
 
 # Broker/back-end faults we ride out (the study stays where it is and is retried).
 _TRANSIENT: tuple[type[BaseException], ...] = (OSError, ConnectionError, TimeoutError)
@@ -69,6 +74,7 @@ class Dispatcher:
         self.clock = clock
         self._queued_at: dict[str, float] = {}
         self._last_error: dict[str, str] = {}
+        self.errors = ErrorOnce(index)
 
     # -- coordinator hooks ----------------------------------------------------------------
     def on_study_ready(self, study_uid: str, version: int) -> None:
@@ -78,13 +84,7 @@ class Dispatcher:
             return
         pairs = self.index.pairs(study_uid, version)
         if not pairs:
-            self.index.transition(
-                study_uid,
-                StudyState.PARTIALLY_ANALYZED,
-                expected=StudyState.READY,
-                error="no analyzable pair: every image is listed as not analyzed with its reason",
-            )
-            log.info("study_without_pairs", study_uid=study_uid, version=version)
+            self._close_not_analyzed(study)
             return
         try:
             model_version, sha256 = self._model()
@@ -92,6 +92,20 @@ class Dispatcher:
             self._error_once(study, f"not queued: {exc}")
             return
         paths = {row.sop_instance_uid: row.path for row in self.index.instances(study_uid)}
+        missing = sorted(
+            ({p.target_uid for p in pairs} | {p.contralateral_uid for p in pairs}) - set(paths)
+        )
+        if missing:
+            # An image of the plan arrived again under another study (the latest arrival
+            # wins) after the plan was made: plan the study again instead of failing.
+            self.index.transition(
+                study_uid,
+                StudyState.RECEIVING,
+                expected=StudyState.READY,
+                error=f"{len(missing)} planned image(s) moved to another study; re-planned",
+            )
+            log.warning("study_replanned", study_uid=study_uid, missing=len(missing))
+            return
         payload = {
             "schema": PAYLOAD_SCHEMA,
             "study_uid": study_uid,
@@ -129,15 +143,65 @@ class Dispatcher:
         log.info("study_queued", study_uid=study_uid, version=version, task_id=task_id)
 
     def reconcile(self) -> None:
-        """Coordinator hook: retry ready studies, collect results, re-send vanished tasks."""
+        """Coordinator hook: retry ready studies, collect results, re-send vanished tasks.
+
+        Each study is its own step: one study's failure is recorded once (not every pass) and
+        the others go on. Only a broker/back-end outage ends the pass early (it would fail the
+        same way for every study)."""
         for study in self.index.studies([StudyState.READY]):
-            self.on_study_ready(study.study_uid, study.version)
+            self._per_study("queue", study, self.on_study_ready, study.study_uid, study.version)
         for study in self.index.studies([StudyState.QUEUED, StudyState.RUNNING]):
             try:
-                self._collect(study)
+                self._per_study("collect", study, self._collect, study)
             except _TRANSIENT as exc:
                 log.warning("result_backend_unreachable", error=type(exc).__name__)
                 return
+
+    def _per_study(
+        self, step: str, study: StudyRow, fn: Callable[..., None], *args: object
+    ) -> None:
+        try:
+            fn(*args)
+        except _TRANSIENT:
+            if step == "collect":
+                raise
+            self.errors.report("queue", step, "broker unreachable", study_uid=study.study_uid)
+        except Exception as exc:  # one bad study must not stop the others
+            self.errors.report(
+                "queue", step, f"{type(exc).__name__}: {exc}", study_uid=study.study_uid
+            )
+        else:
+            self.errors.clear("queue", step, study.study_uid)
+
+    def _close_not_analyzed(self, study: StudyRow) -> None:
+        """A ready study whose plan has no pair (a unilateral study, a lone SR, …): final state
+        ``not_analyzed``; every image's reason is in the plan and the result record."""
+        plan = json.loads(study.plan_json) if study.plan_json else {}
+        not_analyzed: dict[str, str] = plan.get("not_analyzed", {})
+        self.index.record_result(
+            study.study_uid,
+            study.version,
+            json.dumps(
+                {
+                    "exam": None,
+                    "breasts": {},
+                    "model": None,
+                    "not_analyzed": not_analyzed,
+                }
+            ),
+        )
+        self.index.transition(
+            study.study_uid,
+            StudyState.NOT_ANALYZED,
+            expected=StudyState.READY,
+            error=NO_PAIR,
+        )
+        log.info(
+            "study_not_analyzed",
+            study_uid=study.study_uid,
+            version=study.version,
+            images=len(not_analyzed),
+        )
 
     # -- internals ------------------------------------------------------------------------
     def _model(self) -> tuple[str, str]:
@@ -228,7 +292,9 @@ class Dispatcher:
         )
         analyzed = len(summary.get("images", []))
         if analyzed == 0:
-            target = StudyState.FAILED
+            # Every image came back with a reason (undecodable pixels, …): not analyzed, not a
+            # failed task. A summary with neither images nor reasons is a failure.
+            target = StudyState.NOT_ANALYZED if summary.get("not_analyzed") else StudyState.FAILED
         elif summary.get("not_analyzed"):
             target = StudyState.PARTIALLY_ANALYZED
         else:

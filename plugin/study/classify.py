@@ -177,6 +177,43 @@ def _expected_native_length(header: InstanceHeader) -> int | None:
     return (rows * columns * frames * samples * bits + 7) // 8
 
 
+_GRAYSCALE = frozenset({"MONOCHROME1", "MONOCHROME2"})
+
+
+def _pixel_header_problem(header: InstanceHeader) -> str | None:
+    """Header facts that make the pixel data undecodable, checked without decoding it
+    (PS3.3 C.7.6.3 Image Pixel Module; C.8.11.7 Mammography Image Module: 8 or 16 bits
+    allocated, one sample per pixel, MONOCHROME1/2; PS3.5 §A.4 encapsulation)."""
+    rows, columns = header.rows, header.columns
+    if not rows or not columns or rows < 0 or columns < 0:
+        return f"invalid image header: Rows {rows or 0} x Columns {columns or 0}"
+    allocated, stored = header.bits_allocated, header.bits_stored
+    if not allocated:
+        return "invalid image header: BitsAllocated 0 or absent"
+    if allocated not in (8, 16):
+        return f"unsupported pixel format: BitsAllocated {allocated} (a mammogram has 8 or 16)"
+    if stored is not None and not 1 <= stored <= allocated:
+        return f"invalid image header: BitsStored {stored} with BitsAllocated {allocated}"
+    if header.samples_per_pixel not in (None, 1):
+        return f"not a grayscale image: SamplesPerPixel {header.samples_per_pixel}"
+    if header.photometric is not None and header.photometric not in _GRAYSCALE:
+        return f"not a grayscale image: PhotometricInterpretation {header.photometric}"
+    ts = header.transfer_syntax_uid
+    if ts and header.pixel_data_encapsulated is not None:
+        encapsulated_ts = UID(ts).is_encapsulated
+        if header.pixel_data_encapsulated and not encapsulated_ts:
+            return (
+                "invalid pixel data: encapsulated fragments under the native transfer syntax "
+                f"{UID(ts).name}"
+            )
+        if not header.pixel_data_encapsulated and encapsulated_ts:
+            return (
+                "invalid pixel data: native (defined-length) pixel data under the compressed "
+                f"transfer syntax {UID(ts).name}"
+            )
+    return None
+
+
 def _is_own_object(
     header: InstanceHeader, own_manufacturer: str, own_device_uid: str | None
 ) -> bool:
@@ -213,6 +250,9 @@ def _exclusion(
     # 6. Pixel data.
     if header.has_pixel_data is False:
         return "no pixel data"
+    problem = _pixel_header_problem(header)
+    if problem is not None:
+        return problem
     if header.pixel_data_truncated:
         return "truncated pixel data (shorter than its declared length)"
     expected = _expected_native_length(header)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import struct
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
@@ -26,8 +27,14 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from plugin.errors import PluginError
+from plugin.study.deflate import (
+    DEFAULT_MAX_INFLATED_BYTES,
+    DeflatedUnreadableError,
+    is_deflated,
+    read_deflated_header,
+)
 
-__all__ = ["HeaderError", "InstanceHeader", "read_header"]
+__all__ = ["BadUID", "HeaderError", "InstanceHeader", "NotADataSet", "read_header"]
 
 #: Pixel Data, Float Pixel Data, Double Float Pixel Data.
 PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
@@ -40,6 +47,29 @@ Code = tuple[str, str]
 
 class HeaderError(PluginError, ValueError):
     """A dataset lacks what every stored instance must have (SOP Instance / Study UID)."""
+
+
+class NotADataSet(HeaderError):  # noqa: N818
+    """The bytes parse to nothing a DICOM object has (empty, or random bytes)."""
+
+
+class BadUID(HeaderError):  # noqa: N818
+    """A UID the service needs is missing or not a valid UI value; ``attribute`` names it."""
+
+    def __init__(self, attribute: str, problem: str) -> None:
+        super().__init__(f"{attribute} {problem}")
+        self.attribute = attribute
+        self.problem = problem
+
+
+#: PS3.5 §9.1: UID components are digits separated by dots, at most 64 characters. Leading
+#: zeros in a component are tolerated (seen in the wild); anything else is refused.
+_UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+UID_MAX_LENGTH = 64
+#: Identifying attributes that, when present, must be valid UIDs (SOPClassUID falls back to the
+#: file meta's MediaStorageSOPClassUID when absent; Series is optional for assembly).
+REQUIRED_UIDS = ("SOPInstanceUID", "StudyInstanceUID")
+OPTIONAL_UIDS = ("SeriesInstanceUID", "SOPClassUID")
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +127,8 @@ class InstanceHeader:
     pixel_data_truncated: bool = False
     #: The declared length of native (uncompressed) Pixel Data; None when encapsulated or unknown.
     pixel_data_length: int | None = None
+    #: Pixel Data has undefined length (encapsulated fragments, PS3.5 §A.4); None when unknown.
+    pixel_data_encapsulated: bool | None = None
     rows: int | None = None
     columns: int | None = None
     photometric: str | None = None
@@ -119,7 +151,9 @@ class InstanceHeader:
         has_pixel_data: bool | None = None,
         pixel_data_truncated: bool = False,
         pixel_data_length: int | None = None,
+        pixel_data_encapsulated: bool | None = None,
         transfer_syntax_uid: str | None = None,
+        strict_uids: bool = False,
     ) -> InstanceHeader:
         """Extract the header fields from ``ds`` (a header-only read is enough).
 
@@ -127,18 +161,22 @@ class InstanceHeader:
         caller knows from the bytes); when None, it is taken from ``ds`` if a pixel element is
         there, else left None (unknown). ``transfer_syntax_uid`` defaults to the file meta's.
 
-        Raises :class:`HeaderError` when SOPInstanceUID or StudyInstanceUID is missing.
-        Every other attribute is optional and a malformed value reads as None.
+        Raises :class:`NotADataSet` when ``ds`` has none of SOPClassUID, SOPInstanceUID and
+        StudyInstanceUID (empty or random bytes), :class:`BadUID` when SOPInstanceUID or
+        StudyInstanceUID is missing, or when one of those, SeriesInstanceUID or SOPClassUID is
+        present with another VR than UI or more than one value; with ``strict_uids`` (what the
+        listener uses) also when its characters or length break PS3.5 §9.1. Every other
+        attribute is optional and a malformed value reads as None.
         """
-        sop_instance_uid = _text(ds, "SOPInstanceUID")
-        study_uid = _text(ds, "StudyInstanceUID")
-        for name, value in (("SOPInstanceUID", sop_instance_uid), ("StudyInstanceUID", study_uid)):
-            if not value:
-                raise HeaderError(
-                    f"dataset has no {name}; it cannot be stored or assembled into a study"
-                )
+        if not any(keyword in ds for keyword in (*REQUIRED_UIDS, "SOPClassUID")):
+            raise NotADataSet(
+                "no SOPClassUID, SOPInstanceUID or StudyInstanceUID: not a DICOM data set"
+            )
+        sop_instance_uid = _uid(ds, "SOPInstanceUID", required=True, strict=strict_uids)
+        study_uid = _uid(ds, "StudyInstanceUID", required=True, strict=strict_uids)
+        series_uid = _uid(ds, "SeriesInstanceUID", required=False, strict=strict_uids)
         meta = getattr(ds, "file_meta", None)
-        sop_class_uid = _text(ds, "SOPClassUID") or (
+        sop_class_uid = _uid(ds, "SOPClassUID", required=False, strict=strict_uids) or (
             _text(meta, "MediaStorageSOPClassUID") if meta is not None else None
         )
         if transfer_syntax_uid is None and meta is not None:
@@ -155,7 +193,7 @@ class InstanceHeader:
             sop_class_uid=sop_class_uid or "",
             sop_instance_uid=sop_instance_uid or "",
             study_uid=study_uid or "",
-            series_uid=_text(ds, "SeriesInstanceUID") or "",
+            series_uid=series_uid or "",
             modality=_upper(ds, "Modality"),
             patient_id_hash=(
                 hashlib.sha256(patient_id.encode("utf-8")).hexdigest() if patient_id else None
@@ -184,6 +222,7 @@ class InstanceHeader:
             has_pixel_data=has_pixel_data,
             pixel_data_truncated=pixel_data_truncated,
             pixel_data_length=pixel_data_length,
+            pixel_data_encapsulated=pixel_data_encapsulated,
             rows=_int(ds, "Rows"),
             columns=_int(ds, "Columns"),
             photometric=_upper(ds, "PhotometricInterpretation"),
@@ -225,42 +264,72 @@ class InstanceHeader:
 # -- reading from bytes or a file -------------------------------------------------------------
 
 
-def read_header(source: str | os.PathLike[str] | bytes | BinaryIO) -> InstanceHeader:
+def read_header(
+    source: str | os.PathLike[str] | bytes | BinaryIO,
+    *,
+    strict_uids: bool = False,
+    max_inflated_bytes: int | None = None,
+) -> InstanceHeader:
     """Read the header of a stored instance (file path, encoded bytes or a binary file object)
     without reading its pixel data, and find whether pixel data is present from the element's
     tag and length.
 
-    Raises :class:`HeaderError` when the bytes are not a DICOM dataset or lack the required UIDs.
+    Raises :class:`HeaderError` when the bytes are not a DICOM dataset or lack the required UIDs,
+    and :class:`~plugin.study.deflate.DeflatedTooLargeError` when a Deflated data set inflates
+    to more than ``max_inflated_bytes`` (None: 2 GiB, the default ``max_dataset_bytes``).
     """
     if isinstance(source, bytes | bytearray):
-        return _read_header_fp(io.BytesIO(source))
+        return _read_header_fp(io.BytesIO(source), strict_uids, max_inflated_bytes)
     if isinstance(source, str | os.PathLike):
         with Path(source).open("rb") as fp:
-            return _read_header_fp(fp)
-    return _read_header_fp(source)
+            return _read_header_fp(fp, strict_uids, max_inflated_bytes)
+    return _read_header_fp(source, strict_uids, max_inflated_bytes)
 
 
-def _read_header_fp(fp: BinaryIO) -> InstanceHeader:
+def _read_header_fp(
+    fp: BinaryIO, strict_uids: bool = False, max_inflated_bytes: int | None = None
+) -> InstanceHeader:
+    if is_deflated(fp):
+        # dcmread would inflate the whole data set, pixel data included (issue 8 §3).
+        return _read_deflated_header_fp(fp, strict_uids, max_inflated_bytes)
     try:
         ds = pydicom.dcmread(fp, stop_before_pixels=True, force=True)
     except (InvalidDicomError, EOFError, struct.error, ValueError, OSError) as exc:
         raise HeaderError(f"not a readable DICOM header: {exc}") from exc
     meta = getattr(ds, "file_meta", None)
     ts = _text(meta, "TransferSyntaxUID") if meta is not None else None
-    if ts == _DEFLATED:
-        # The deflated stream's offsets are not the file's; read it whole (rare, small objects).
-        fp.seek(0)
-        full = pydicom.dcmread(fp, force=True)
-        return InstanceHeader.from_dataset(
-            full, has_pixel_data=bool(_pixel_presence_in_dataset(full)), transfer_syntax_uid=ts
-        )
     has_pixels, truncated, length = _probe_pixel_element(fp, ds)
     return InstanceHeader.from_dataset(
         ds,
         has_pixel_data=has_pixels,
         pixel_data_truncated=truncated,
         pixel_data_length=length,
+        pixel_data_encapsulated=(length is None) if has_pixels else None,
         transfer_syntax_uid=ts,
+        strict_uids=strict_uids,
+    )
+
+
+def _read_deflated_header_fp(
+    fp: BinaryIO, strict_uids: bool, max_inflated_bytes: int | None
+) -> InstanceHeader:
+    """A Deflated Explicit VR Little Endian file (PS3.5 §A.5), inflated as a stream: only the
+    header is kept, the pixel data is counted (:mod:`plugin.study.deflate`). A corrupt stream is
+    a :class:`HeaderError`; :class:`~plugin.study.deflate.DeflatedTooLargeError` passes through.
+    """
+    limit = DEFAULT_MAX_INFLATED_BYTES if max_inflated_bytes is None else max_inflated_bytes
+    try:
+        ds, pixels = read_deflated_header(fp, max_inflated_bytes=limit)
+    except DeflatedUnreadableError as exc:
+        raise HeaderError(f"not a readable DICOM header: {exc}") from exc
+    return InstanceHeader.from_dataset(
+        ds,
+        has_pixel_data=pixels.has_pixel_data,
+        pixel_data_truncated=pixels.truncated,
+        pixel_data_length=pixels.length,
+        pixel_data_encapsulated=(pixels.length is None) if pixels.has_pixel_data else None,
+        transfer_syntax_uid=_DEFLATED,
+        strict_uids=strict_uids,
     )
 
 
@@ -321,6 +390,43 @@ def _native_pixel_length_in_dataset(ds: Dataset) -> int | None:
 
 
 # -- attribute helpers (tolerant: a malformed value reads as None) ----------------------------
+
+
+def _uid(ds: Dataset, keyword: str, *, required: bool, strict: bool) -> str | None:
+    """A UID attribute checked as PS3.5 §6.2 / §9.1 define UI: VR UI (or UN that decodes to
+    one), one value; with ``strict`` also digits and dots, at most 64 characters (trailing
+    NUL/space padding stripped). Raises :class:`BadUID` naming the attribute, never quoting
+    the value."""
+    try:
+        elem = ds.data_element(keyword)
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
+        raise BadUID(keyword, "cannot be read as a UID") from None
+    if elem is None or elem.value is None or elem.value == "" or elem.value == b"":
+        if required:
+            raise BadUID(keyword, "missing")
+        return None
+    if elem.VR not in ("UI", "UN"):
+        raise BadUID(keyword, f"has VR {elem.VR}, not UI")
+    value = elem.value
+    if isinstance(value, bytes | bytearray):
+        try:
+            value = bytes(value).decode("ascii")
+        except UnicodeDecodeError:
+            raise BadUID(keyword, "is not a valid UID (not ASCII)") from None
+    if not isinstance(value, str):
+        raise BadUID(keyword, "is not a valid UID (more than one value or not text)")
+    text = value.rstrip("\x00 ").lstrip(" ")
+    if not text:
+        if required:
+            raise BadUID(keyword, "missing")
+        return None
+    if not strict:
+        return text
+    if len(text) > UID_MAX_LENGTH:
+        raise BadUID(keyword, f"is not a valid UID ({len(text)} characters; at most 64)")
+    if not _UID_RE.match(text):
+        raise BadUID(keyword, "is not a valid UID (only digits and dots)")
+    return text
 
 
 def _get(ds: Dataset | None, keyword: str) -> Any:
