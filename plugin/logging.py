@@ -16,12 +16,20 @@ Two processors guard the output:
 
 pynetdicom's own ``logging`` records go through the same renderer, at WARNING and above only:
 its DEBUG level dumps whole datasets (PHI) and its INFO level duplicates our audit log.
+
+Library text is not ours to trust: pydicom's validation warnings quote attribute values
+(``Invalid value for VR UI: '../../etc/x'``, or a PatientName). Python warnings are routed into
+logging (``logging.captureWarnings``) and every record of a library logger (``py.warnings``,
+``pydicom``, ``pynetdicom``, ``celery``, ``kombu``) has its quoted values and anything shaped like
+a UID replaced by :func:`hash_uid` — always, whatever ``hash_uids`` says, since a quoted value
+may be PHI.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import sys
 from collections.abc import MutableMapping
 from typing import Any
@@ -67,6 +75,25 @@ def _hash_uids(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> Any
     return event
 
 
+#: Loggers whose message text may quote data set values (see the module docstring).
+LIBRARY_LOGGERS = ("py.warnings", "pydicom", "pynetdicom", "celery", "kombu")
+_QUOTED = re.compile(r"'[^'\n]*'|\"[^\"\n]*\"")
+_UID_LIKE = re.compile(r"(?<![\w.])[0-9]+(?:\.[0-9]+){3,}(?![\w.])")
+
+
+def scrub_library_text(text: str) -> str:
+    """Replace quoted values and UID-shaped numbers in a library's message by stable hashes."""
+    text = _QUOTED.sub(lambda m: f"'{hash_uid(m.group(0)[1:-1])}'", text)
+    return _UID_LIKE.sub(lambda m: hash_uid(m.group(0)), text)
+
+
+def _scrub_library_records(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> Any:
+    name = str(event.get("logger") or "")
+    if name.startswith(LIBRARY_LOGGERS) and isinstance(event.get("event"), str):
+        event["event"] = scrub_library_text(event["event"])
+    return event
+
+
 def build_processors(*, json: bool, hash_uids: bool) -> list[Any]:
     """The processor chain shared by structlog and stdlib records."""
     chain: list[Any] = [
@@ -75,6 +102,7 @@ def build_processors(*, json: bool, hash_uids: bool) -> list[Any]:
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _drop_phi,
+        _scrub_library_records,
     ]
     if hash_uids:
         chain.append(_hash_uids)
@@ -111,6 +139,10 @@ def configure_logging(
     root.setLevel(level)
     # pynetdicom logs whole datasets (PHI) at DEBUG and UIDs at INFO: warnings only.
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+    # Python warnings (pydicom's value validation) go through the same filters, not to a raw
+    # stderr line; pydicom also logs each of them itself, so one copy is enough.
+    logging.captureWarnings(True)
+    logging.getLogger("pydicom").setLevel(logging.ERROR)
 
 
 def get_logger(name: str) -> Any:

@@ -8,6 +8,7 @@ The association handlers keep the audit log (calling/called AE, peer address, co
 from __future__ import annotations
 
 import threading
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -34,17 +35,24 @@ REJECT_REASONS = {
 
 
 class AuditTrail:
-    """Maps live associations to their audit rows in the index (per-association threads)."""
+    """Maps associations to their audit rows in the index (per-association threads).
+
+    The mapping outlives the close event: when a peer aborts right after sending a data set,
+    pynetdicom fires ``EVT_ABORTED`` while the C-STORE handler is still writing that complete
+    instance, and the instance must still be counted on the association's row. Entries go
+    when the association object itself is garbage (weak keys), never on close.
+    """
 
     def __init__(self, index: Index, *, tls: bool) -> None:
         self.index = index
         self.tls = tls
-        self._ids: dict[int, int] = {}
+        self._ids: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+        self._closed: weakref.WeakSet[Any] = weakref.WeakSet()
         self._lock = threading.Lock()
 
     def association_id(self, assoc: Any) -> int | None:
         with self._lock:
-            return self._ids.get(id(assoc))
+            return self._ids.get(assoc)
 
     def _peer(self, assoc: Any) -> tuple[str, str, str, int | None]:
         requestor = assoc.requestor
@@ -64,7 +72,7 @@ class AuditTrail:
             log.error("audit_failed", error=str(exc))
             return
         with self._lock:
-            self._ids[id(assoc)] = row
+            self._ids[assoc] = row
         log.info("association_accepted", calling_ae=calling, called_ae=called, peer=address)
 
     def rejected(self, assoc: Any) -> None:
@@ -94,10 +102,13 @@ class AuditTrail:
             log.error("audit_failed", error=str(exc))
 
     def closed(self, assoc: Any, outcome: str) -> None:
+        """Record the end (the first of released / aborted / closed wins; the index ignores
+        later ones). Instances still being stored are counted afterwards (:meth:`counted`)."""
         with self._lock:
-            row = self._ids.pop(id(assoc), None)
-        if row is None:
-            return
+            row = self._ids.get(assoc)
+            if row is None or assoc in self._closed:
+                return
+            self._closed.add(assoc)
         try:
             self.index.close_association(row, outcome)
         except PluginError as exc:

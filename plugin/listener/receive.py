@@ -33,7 +33,7 @@ from plugin.index import Index, InstanceRecord, InstanceRow, StudyIndexError
 from plugin.logging import get_logger
 from plugin.spool import Spool, SpoolError, StoredFile
 from plugin.study.classify import Classification, classify
-from plugin.study.header import BadUID, InstanceHeader, read_header
+from plugin.study.header import BadUID, InstanceHeader, NotADataSet, read_header
 
 log = get_logger(__name__)
 
@@ -77,6 +77,8 @@ class StoreOutcome:
 def _header_failure(exc: Exception) -> StoreOutcome:
     if isinstance(exc, BadUID):  # names the attribute, never its value
         return StoreOutcome(MISSING_UIDS, f"{exc.attribute} {exc.problem}")
+    if isinstance(exc, NotADataSet):  # empty, or random bytes that parse to nothing
+        return StoreOutcome(CANNOT_UNDERSTAND, "not a DICOM data set")
     # Never echo the parser's message: it may quote attribute values.
     return StoreOutcome(CANNOT_UNDERSTAND, "header not readable as DICOM")
 
