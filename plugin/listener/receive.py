@@ -8,7 +8,8 @@ Status policy (also in ``docs/conformance.md``):
 =========  =====================================================================
 0x0000     stored and indexed (whatever the object is; usability is decided later)
 0xA700     out of resources: the spool or index write failed (the sender may retry)
-0xA701     out of resources: the data set is larger than ``max_dataset_bytes``
+0xA701     out of resources: the data set is larger than ``max_dataset_bytes`` (a deflated
+           one: once inflated; inflation stops at the limit)
 0xC000     cannot understand: the header is not readable as DICOM (also: empty or random
            bytes, i.e. no SOPClassUID, SOPInstanceUID or StudyInstanceUID at all)
 0xC001     cannot understand: SOP Instance UID or Study Instance UID missing, or one of
@@ -16,7 +17,9 @@ Status policy (also in ``docs/conformance.md``):
            at most 64 characters); the comment names the attribute
 =========  =====================================================================
 
-Only the header is read (``stop_before_pixels``); pixel data is never decoded here.
+Only the header is read (``stop_before_pixels``); pixel data is never decoded here. A Deflated
+Explicit VR Little Endian data set is inflated as a stream: the header is kept, the rest only
+counted (:mod:`plugin.study.deflate`), so a small deflate bomb cannot exhaust memory.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from plugin.index import Index, InstanceRecord, InstanceRow, StudyIndexError
 from plugin.logging import get_logger
 from plugin.spool import Spool, SpoolError, StoredFile
 from plugin.study.classify import Classification, classify
+from plugin.study.deflate import DeflatedTooLargeError
 from plugin.study.header import BadUID, InstanceHeader, NotADataSet, read_header
 
 log = get_logger(__name__)
@@ -110,7 +114,13 @@ def receive_instance(
         outcome = StoreOutcome(TOO_LARGE, f"data set over {limits.max_dataset_bytes} bytes")
         return _failed(index, outcome, size=size)
     try:
-        header = read_header(source, strict_uids=True)
+        header = read_header(source, strict_uids=True, max_inflated_bytes=limits.max_dataset_bytes)
+    except DeflatedTooLargeError:
+        # A deflated data set inflating past the limit (a "zip bomb"); inflation stopped there.
+        outcome = StoreOutcome(
+            TOO_LARGE, f"inflated data set over {limits.max_dataset_bytes} bytes"
+        )
+        return _failed(index, outcome, size=size, error="DeflatedTooLargeError")
     except Exception as exc:  # any parser failure is the sender's data, not our crash
         return _failed(index, _header_failure(exc), size=size, error=type(exc).__name__)
     study_uid, sop_uid = header.study_uid, header.sop_instance_uid

@@ -397,6 +397,10 @@ def _uid(ds: Dataset, keyword: str, *, required: bool, strict: bool) -> str | No
     one), one value; with ``strict`` also digits and dots, at most 64 characters (trailing
     NUL/space padding stripped). Raises :class:`BadUID` naming the attribute, never quoting
     the value."""
+    if keyword not in ds:
+        if required:
+            raise BadUID(keyword, "missing")
+        return None
     try:
         elem = ds.data_element(keyword)
     except (ValueError, TypeError, KeyError, AttributeError, OverflowError):

@@ -7,11 +7,15 @@ import ssl
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
 import pytest
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filebase import DicomFileLike
+from pydicom.filewriter import write_dataset, write_file_meta_info
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pynetdicom import AE, _config
 from pynetdicom.sop_class import Verification
 
@@ -21,6 +25,7 @@ from plugin.listener import Coordinator, CoordinatorTiming, Listener
 from plugin.spool import Spool
 
 CALLING_AE = "TESTSCU"
+MG_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.2"
 
 
 @dataclass
@@ -170,3 +175,41 @@ def wait_until(predicate: Callable[[], object], timeout: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError("condition not met in time")
         time.sleep(0.02)
+
+
+def raw_file(
+    path: Path, ds: Dataset, *, sop_uid: str | None = None, sop_class: str = MG_FOR_PRESENTATION
+) -> Path:
+    """``ds`` written as explicit VR little endian exactly as built (no validation), with a
+    well-formed file meta so the SCU can send it."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = sop_uid or generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    with path.open("wb") as fh:
+        fh.write(b"\x00" * 128 + b"DICM")
+        write_file_meta_info(DicomFileLike(fh), meta, enforce_standard=True)
+        body = DicomFileLike(BytesIO())
+        body.is_little_endian, body.is_implicit_VR = True, False
+        write_dataset(body, ds)
+        fh.write(body.parent.getvalue())
+    return path
+
+
+def send_files(
+    port: int, files: list[Path], *, transfer_syntax: str = ExplicitVRLittleEndian
+) -> list[Dataset]:
+    """C-STORE files over one association, their bytes on the wire as they are."""
+    previous = _config.STORE_SEND_CHUNKED_DATASET
+    _config.STORE_SEND_CHUNKED_DATASET = True  # the bytes go on the wire as they are
+    try:
+        ae = scu()
+        ae.add_requested_context(MG_FOR_PRESENTATION, transfer_syntax)
+        assoc = ae.associate("127.0.0.1", port, ae_title="BRGAN")
+        assert assoc.is_established
+        try:
+            return [assoc.send_c_store(f) for f in files]
+        finally:
+            assoc.release()
+    finally:
+        _config.STORE_SEND_CHUNKED_DATASET = previous

@@ -16,54 +16,27 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
 from pydicom.filebase import DicomFileLike
-from pydicom.filewriter import write_dataset, write_file_meta_info
+from pydicom.filewriter import write_dataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-from pynetdicom import _config
 from pynetdicom.dimse_primitives import C_STORE
 
 from plugin.index import StudyState
 from plugin.listener import Coordinator, CoordinatorTiming
 from plugin.listener.coordinator import EMPTIED_STUDY
-from tests.plugin.listener.conftest import Service, scu, store, wait_until
+from tests.plugin.listener.conftest import (
+    Service,
+    raw_file,
+    scu,
+    send_files,
+    store,
+    wait_until,
+)
 from tests.plugin.listener.dicom_data import MG_FOR_PRESENTATION, four_view_study, mg_image
 
 ILLEGAL_UID = "../../etc/x"
-
-
-def _raw_file(path: Path, ds: Dataset, *, sop_uid: str | None = None) -> Path:
-    """``ds`` written as explicit VR little endian exactly as built (no validation), with a
-    well-formed file meta so the SCU can send it."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = MG_FOR_PRESENTATION
-    meta.MediaStorageSOPInstanceUID = sop_uid or generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    with path.open("wb") as fh:
-        fh.write(b"\x00" * 128 + b"DICM")
-        write_file_meta_info(DicomFileLike(fh), meta, enforce_standard=True)
-        body = DicomFileLike(BytesIO())
-        body.is_little_endian, body.is_implicit_VR = True, False
-        write_dataset(body, ds)
-        fh.write(body.parent.getvalue())
-    return path
-
-
-def _send_files(port: int, files: list[Path]) -> list[Dataset]:
-    previous = _config.STORE_SEND_CHUNKED_DATASET
-    _config.STORE_SEND_CHUNKED_DATASET = True  # the bytes go on the wire as they are
-    try:
-        ae = scu()
-        ae.add_requested_context(MG_FOR_PRESENTATION, ExplicitVRLittleEndian)
-        assoc = ae.associate("127.0.0.1", port, ae_title="BRGAN")
-        assert assoc.is_established
-        try:
-            return [assoc.send_c_store(f) for f in files]
-        finally:
-            assoc.release()
-    finally:
-        _config.STORE_SEND_CHUNKED_DATASET = previous
 
 
 def _image(**attributes: object) -> Dataset:
@@ -93,7 +66,7 @@ def test_uid_of_wrong_vr_or_characters_is_refused_naming_it(
     tag = ds.data_element(keyword).tag
     del ds[tag]
     ds.add_new(tag, vr, value)
-    [status] = _send_files(service.port, [_raw_file(tmp_path / "bad.dcm", ds)])
+    [status] = send_files(service.port, [raw_file(tmp_path / "bad.dcm", ds)])
     assert status.Status == 0xC001
     assert keyword in status.ErrorComment and problem.split()[0] in status.ErrorComment
     assert service.index.studies() == []  # nothing indexed under a made-up UID
@@ -107,9 +80,9 @@ def test_uid_of_wrong_vr_or_characters_is_refused_naming_it(
 def test_empty_or_random_data_set_is_0xc000_as_conformance_says(
     service: Service, tmp_path: Path, body: bytes
 ) -> None:
-    path = _raw_file(tmp_path / "x.dcm", Dataset())
+    path = raw_file(tmp_path / "x.dcm", Dataset())
     path.write_bytes(path.read_bytes() + body)
-    [status] = _send_files(service.port, [path])
+    [status] = send_files(service.port, [path])
     assert status.Status == 0xC000
     conformance = (Path(__file__).resolve().parents[3] / "docs" / "conformance.md").read_text()
     assert "| `0xC000` |" in conformance and "empty" in conformance.split("| `0xC000` |")[1][:400]
@@ -142,7 +115,7 @@ def test_undecodable_header_is_stored_but_not_usable(
     service: Service, tmp_path: Path, make, reason: str
 ) -> None:
     ds = make()
-    [status] = _send_files(service.port, [_raw_file(tmp_path / "u.dcm", ds)])
+    [status] = send_files(service.port, [raw_file(tmp_path / "u.dcm", ds)])
     assert status.Status == 0x0000  # stored: nothing is lost, it is reported not analyzed
     [row] = service.index.instances(ds.StudyInstanceUID)
     assert not row.usable and reason in (row.reason or "")
@@ -243,3 +216,31 @@ def test_abort_after_complete_data_set_is_counted_in_the_audit(
     wait_until(lambda: service.index.associations()[0].instances_ok == 1, timeout=10)
     audit = service.index.associations()[0]
     assert audit.outcome in ("aborted", "closed") and audit.instances_ok == 1
+
+
+# -- §3: a deflate bomb over the wire ------------------------------------------------------------
+
+
+def test_deflate_bomb_is_refused_with_0xa701_and_a_normal_deflated_set_is_stored(
+    service_factory, tmp_path: Path
+) -> None:
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    from tests.plugin.study.conftest import make_dataset
+    from tests.plugin.study.test_deflate import BIG_PIXELS, _deflated_file, _pixel_data
+
+    svc: Service = service_factory(max_dataset_bytes=50_000_000)
+    bomb_ds = make_dataset(Rows=10000, Columns=10000)  # 200 MB of zeros, ~200 KB deflated
+    bomb = tmp_path / "bomb.dcm"
+    bomb.write_bytes(_deflated_file(bomb_ds, *_pixel_data(BIG_PIXELS)))
+    small_ds = make_dataset(Rows=64, Columns=48)
+    small = tmp_path / "small.dcm"
+    small.write_bytes(_deflated_file(small_ds, *_pixel_data(64 * 48 * 2)))
+    assert bomb.stat().st_size < 1_000_000
+
+    statuses = send_files(svc.port, [bomb, small], transfer_syntax=DeflatedExplicitVRLittleEndian)
+    assert [s.Status for s in statuses] == [0xA701, 0x0000]
+    assert "inflated" in statuses[0].ErrorComment
+    assert svc.index.instance(bomb_ds.SOPInstanceUID) is None
+    row = svc.index.instance(small_ds.SOPInstanceUID)
+    assert row is not None and row.transfer_syntax_uid == DeflatedExplicitVRLittleEndian
