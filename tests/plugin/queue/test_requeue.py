@@ -63,8 +63,10 @@ def test_vanished_task_is_requeued_only_when_the_queue_is_empty(tmp_path: Path) 
         client.flushdb()  # the broker loses the message (e.g. restarted without persistence)
         now[0] += 120
         wait_until(  # re-sent, and recorded as queued again
-            lambda: client.llen(GPU_QUEUE) == 1
-            and svc.index.get_study(study_uid).state == StudyState.QUEUED,
+            lambda: (
+                client.llen(GPU_QUEUE) == 1
+                and svc.index.get_study(study_uid).state == StudyState.QUEUED
+            ),
             30,
         )
         assert svc.index.get_study(study_uid).task_id == task_id  # the same, idempotent id
