@@ -187,7 +187,6 @@ def test_anatomy_window_ignores_finding_pixels() -> None:
     assert high_all == 4000 > anatomy_window(with_lesion, lesion, full)[1]
 
 
-
 def test_writer_stores_the_anatomy_window(cpu_studies: list[SynthStudy]) -> None:
     """WindowCenter/Width (PS3.3 C.11.2.1.2) are the generator's anatomy window."""
     from brgan_core.synth.dicom_writer import build_dataset

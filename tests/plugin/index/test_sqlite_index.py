@@ -216,3 +216,43 @@ def test_old_database_is_migrated(tmp_path: Path) -> None:
     assert row.acquisition_datetime is None and row.presentation_intent is None
     assert idx.get_study("1.2.3").result_json is None
     idx.close()
+
+
+def test_study_without_pairs_reaches_not_analyzed_a_final_state(index: SqliteIndex) -> None:
+    index.record_instance(record("1.1"))
+    index.transition("1.2.3", S.READY)
+    study = index.transition("1.2.3", S.NOT_ANALYZED, expected=S.READY, error="no pair")
+    assert study.state.is_final and study.finished_at is not None
+    assert index.due_for_purge(study.finished_at + 1)  # its spool files age out like the rest
+    assert index.open_new_version("1.2.3").version == 2  # a late contralateral re-opens it
+
+
+def test_same_sop_in_another_study_moves_and_reopens_a_ready_study(index: SqliteIndex) -> None:
+    index.record_instance(record("1.1", study="1.2.3", at=100.0))
+    index.record_instance(record("1.2", study="1.2.3", at=100.0))
+    index.transition("1.2.3", S.READY)
+    moved = index.record_instance(record("1.1", study="7.7.7", at=200.0))
+    assert (moved.study_uid, moved.moved_from_study) == ("7.7.7", "1.2.3")
+    assert moved.moved_from_path == "/spool/1.2.3/1.1.dcm"
+    assert index.instance("1.1").study_uid == "7.7.7"
+    assert index.instance("1.1").moved_from_study is None  # only on the returned row
+    old = index.get_study("1.2.3")
+    assert old.state == S.RECEIVING and old.instance_count == 1  # planned again
+    again = index.record_instance(record("1.1", study="7.7.7", at=300.0))
+    assert again.moved_from_study is None  # a re-send in the same study is no move
+
+
+def test_error_once_records_a_repeating_error_once(index: SqliteIndex) -> None:
+    from plugin.index.once import ErrorOnce
+
+    once = ErrorOnce(index)
+    for _ in range(50):
+        once.report("coordinator", "_assemble", "ValueError: boom", study_uid="1.2.3")
+    assert [e.message for e in index.errors(100)] == ["_assemble: ValueError: boom"]
+    assert once.repeats("coordinator", "_assemble", "1.2.3") == 49
+    once.report("coordinator", "_assemble", "KeyError: other", study_uid="1.2.3")
+    once.report("coordinator", "_assemble", "ValueError: boom", study_uid="9.9")  # other study
+    assert len(index.errors(100)) == 3
+    once.clear("coordinator", "_assemble", "1.2.3")
+    once.report("coordinator", "_assemble", "KeyError: other", study_uid="1.2.3")
+    assert len(index.errors(100)) == 4  # after recovery, the same failure is news again

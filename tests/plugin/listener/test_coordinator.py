@@ -144,3 +144,33 @@ def test_a_failing_hook_does_not_stop_the_loop(service: Service) -> None:
     coordinator.run_once()
     assert service.index.get_study(uid).state == S.READY
     assert "broker down" in service.index.errors()[0].message
+
+
+def test_one_failing_study_does_not_stop_the_others_and_is_recorded_once(
+    service: Service,
+) -> None:
+    """Issue 8 §1: a hook that raises for one study (as the old dispatcher did for a study
+    without pairs) is isolated per study, and its error is recorded once, not every pass."""
+    bad, good = four_view_study(), four_view_study()
+    store(service.port, bad + good)
+    bad_uid, good_uid = bad[0].StudyInstanceUID, good[0].StudyInstanceUID
+    announced: list[str] = []
+
+    def hook(uid: str, version: int) -> None:
+        if uid == bad_uid:
+            raise RuntimeError("cannot queue this one")
+        announced.append(uid)
+
+    coordinator = Coordinator(
+        service.index,
+        service.spool,
+        CoordinatorTiming(0.0, 3600.0, 7.0),
+        on_study_ready=hook,
+        reconcile=lambda: [hook(s.study_uid, s.version) for s in service.index.studies([S.READY])],
+    )
+    for _ in range(30):
+        coordinator.run_once()
+    assert good_uid in announced
+    messages = [e.message for e in service.index.errors(100) if e.source == "coordinator"]
+    assert len(messages) == len(set(messages)) <= 3  # _assemble/_announce/reconcile, once each
+    assert all("cannot queue this one" in m for m in messages)

@@ -20,6 +20,7 @@ def stream() -> io.StringIO:
     for handler in [h for h in root.handlers if getattr(h, "_brgan", False)]:
         root.removeHandler(handler)
     structlog.reset_defaults()
+    logging.captureWarnings(False)
 
 
 def test_json_lines_hash_uids_and_drop_phi(stream: io.StringIO) -> None:
@@ -48,3 +49,24 @@ def test_console_lines_keep_uids_when_not_hashing(stream: io.StringIO) -> None:
     get_logger("t").warning("instance_refused", study_uid="1.2.3", status="0xC000")
     [line] = stream.getvalue().splitlines()
     assert "instance_refused" in line and "study_uid=1.2.3" in line and "warning" in line
+
+
+@pytest.mark.parametrize("hash_uids", [True, False])
+def test_library_warnings_never_print_raw_values(stream: io.StringIO, hash_uids: bool) -> None:
+    """Issue 8 §8: pydicom's validation warning quoted a path-like UID (and would quote a
+    PatientName the same way: quoted values are hashed whatever hash_uids says) past
+    hash_uids_in_logs; it now goes through the log filters."""
+    import warnings
+
+    from pydicom.dataset import Dataset
+
+    configure_logging("INFO", hash_uids=hash_uids, stream=stream)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        logging.captureWarnings(True)  # catch_warnings restored showwarning; route it again
+        ds = Dataset()
+        ds.SOPInstanceUID = "../../etc/x"
+    text = stream.getvalue()
+    assert "Invalid value for VR UI" in text  # the warning itself is kept
+    assert "../../etc/x" not in text
+    assert hash_uid("../../etc/x") in text
