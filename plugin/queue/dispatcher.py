@@ -73,7 +73,6 @@ class Dispatcher:
         self.registry = Registry(settings.registry_path)
         self.clock = clock
         self._queued_at: dict[str, float] = {}
-        self._last_error: dict[str, str] = {}
         self.errors = ErrorOnce(index)
 
     # -- coordinator hooks ----------------------------------------------------------------
@@ -139,7 +138,7 @@ class Dispatcher:
             model_version=model_version,
         )
         self._queued_at[study_uid] = self.clock()
-        self._last_error.pop(study_uid, None)
+        self.errors.clear("queue", "not_queued", study_uid)
         log.info("study_queued", study_uid=study_uid, version=version, task_id=task_id)
 
     def reconcile(self) -> None:
@@ -215,10 +214,7 @@ class Dispatcher:
 
     def _error_once(self, study: StudyRow, message: str) -> None:
         """Record why a study is not queued, once per distinct reason (not every pass)."""
-        if self._last_error.get(study.study_uid) != message:
-            self._last_error[study.study_uid] = message
-            self.index.record_error("queue", message, study_uid=study.study_uid)
-            log.warning("study_not_queued", study_uid=study.study_uid, reason=message)
+        self.errors.report("queue", "not_queued", message, study_uid=study.study_uid)
 
     def _collect(self, study: StudyRow) -> None:
         if not study.task_id:
