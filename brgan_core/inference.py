@@ -40,6 +40,9 @@ class PairScore:
     cam: np.ndarray  # model space (H, W), [0, 1]
     cam_original: np.ndarray  # the target's stored pixel grid (rows, cols), [0, 1]
     region: tuple[int, int, int, int] | None  # x0, y0, x1, y1 on the original grid
+    #: Closed outline of the same region (x, y) on the original grid; None when the CAM is 0.
+    outline: tuple[tuple[float, float], ...] | None = None
+    peak: tuple[float, float] | None = None  # (x, y) of the CAM maximum on the original grid
 
 
 def pick_device(requested: str = "auto") -> str:
@@ -88,6 +91,47 @@ def region_box(cam: np.ndarray, fraction: float = REGION_FRACTION) -> tuple[int,
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
+def cam_peak(cam: np.ndarray) -> tuple[float, float]:
+    """``(x, y)`` of the CAM maximum: the centre of the first argmax pixel, in the image
+    coordinates of PS3.3 C.18.6.1.2 (the top-left corner of the top-left pixel is (0, 0), so
+    that pixel's centre is (0.5, 0.5))."""
+    row, col = np.unravel_index(int(np.argmax(cam)), cam.shape)
+    return float(col) + 0.5, float(row) + 0.5
+
+
+def region_outline(
+    cam: np.ndarray, fraction: float = REGION_FRACTION
+) -> tuple[tuple[float, float], ...] | None:
+    """Closed outline ``((x, y), …, first point again)`` of the CAM region (the connected area
+    ≥ fraction·peak around the peak, DESIGN.md step 6): the convex hull of its pixel corners, in
+    stored-pixel coordinates as PS3.3 C.18.6.1.2 defines them for SCOORD (column, row; the pixel
+    (0, 0) spans 0…1 on both axes). None when the CAM is 0."""
+    from scipy import ndimage
+    from scipy.spatial import ConvexHull, QhullError
+
+    peak_index = np.unravel_index(int(np.argmax(cam)), cam.shape)
+    peak = float(cam[peak_index])
+    if not peak > 0:
+        return None
+    labels, _ = ndimage.label(cam >= fraction * peak)
+    component = labels == labels[peak_index]
+    # Boundary pixels only (the hull of the interior adds nothing), as their four corners.
+    edge = component & ~ndimage.binary_erosion(component)
+    rows, cols = np.nonzero(edge)
+    corners = np.concatenate(
+        [np.stack([cols + dx, rows + dy], axis=1) for dx in (0, 1) for dy in (0, 1)]
+    ).astype(np.float64)
+    try:
+        hull = ConvexHull(corners)
+    except QhullError:  # degenerate (a line of pixels): use the bounding box
+        x0, y0 = corners.min(axis=0)
+        x1, y1 = corners.max(axis=0)
+        box = ((x0, y0), (x1, y0), (x1, y1), (x0, y1))
+        return (*box, box[0])
+    points = [(float(x), float(y)) for x, y in corners[hull.vertices]]
+    return (*points, points[0])
+
+
 def score_pair(loaded: LoadedModel, target: Any, contralateral: Any) -> PairScore:
     """Score a preprocessed target against its preprocessed contralateral.
 
@@ -106,10 +150,12 @@ def score_pair(loaded: LoadedModel, target: Any, contralateral: Any) -> PairScor
     cam = _resize(cam_small, target.image.shape)
     cam = np.where(target.mask, cam, 0.0).astype(np.float32)
     cam_original = target.geometry.heatmap_to_original(cam)
-    region = None
+    region = outline = peak = None
     if float(cam_original.max()) > 0:
         region = region_box(cam_original)
-    return PairScore(p, cam, cam_original.astype(np.float32), region)
+        outline = region_outline(cam_original)
+        peak = cam_peak(cam_original)
+    return PairScore(p, cam, cam_original.astype(np.float32), region, outline, peak)
 
 
 def _resize(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -129,6 +129,46 @@ class Settings(BaseSettings):
         "re-sent (broker flushed or restarted).",
     )
 
+    # -- result objects ----------------------------------------------------------------------
+    manufacturer: str = Field(
+        default="brgan-pacs",
+        min_length=1,
+        description="Manufacturer (0008,0070) of our result objects; also the loop guard: an "
+        "incoming object with this Manufacturer is never analyzed.",
+    )
+    manufacturer_model_name: str = Field(
+        default="BR-GAN", min_length=1, description="ManufacturerModelName of our result objects."
+    )
+    device_uid: str = Field(
+        default="2.25.143975526148394095567062155405393315410",
+        pattern=r"^[0-9]+(\.[0-9]+)*$",
+        max_length=64,
+        description="DeviceUID (0018,1002) of our result objects (one per installation; set "
+        "your own from your UID root). Also a loop-guard key.",
+    )
+    write_cad_sr: bool = Field(
+        default=True, description="Write a Mammography CAD SR (TID 4000) per study version."
+    )
+    write_not_analyzed_sr: bool = Field(
+        default=True,
+        description="A study where nothing could be analyzed still gets SRs saying so, image by "
+        "image (so 'not read by the AI' is never mistaken for 'nothing found').",
+    )
+    write_rejection_kos: bool = Field(
+        default=True,
+        description="A new version of a study's results also writes an IOCM Key Object Selection "
+        "'Rejected for Quality Reasons' (113001) for the objects it supersedes.",
+    )
+    write_segmentation: bool = Field(
+        default=False, description="Also write a FRACTIONAL Segmentation (probability map)."
+    )
+    heatmap_max_size: int = Field(
+        default=1024,
+        ge=0,
+        description="Longest side, in pixels, of the heatmap Secondary Capture (0 = full size; "
+        "a full-size RGB mammogram is about 25 MB).",
+    )
+
     # -- logging -----------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = Field(default=False, description="One JSON object per log line.")
