@@ -78,7 +78,8 @@ def _hash_uids(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> Any
 #: Loggers whose message text may quote data set values (see the module docstring).
 LIBRARY_LOGGERS = ("py.warnings", "pydicom", "pynetdicom", "celery", "kombu")
 _QUOTED = re.compile(r"'[^'\n]*'|\"[^\"\n]*\"")
-_UID_LIKE = re.compile(r"(?<![\w.])[0-9]+(?:\.[0-9]+){3,}(?![\w.])")
+#: Five or more dotted numbers (so IPv4 addresses stay readable); a trailing dot may follow.
+_UID_LIKE = re.compile(r"(?<![\w.])[0-9]+(?:\.[0-9]+){4,}(?!\d)")
 
 
 def scrub_library_text(text: str) -> str:
@@ -89,8 +90,10 @@ def scrub_library_text(text: str) -> str:
 
 def _scrub_library_records(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> Any:
     name = str(event.get("logger") or "")
-    if name.startswith(LIBRARY_LOGGERS) and isinstance(event.get("event"), str):
-        event["event"] = scrub_library_text(event["event"])
+    if name.startswith(LIBRARY_LOGGERS):
+        for key in ("event", "exception"):  # the message and a formatted traceback
+            if isinstance(event.get(key), str):
+                event[key] = scrub_library_text(event[key])
     return event
 
 
@@ -102,6 +105,7 @@ def build_processors(*, json: bool, hash_uids: bool) -> list[Any]:
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _drop_phi,
+        structlog.processors.format_exc_info,  # tracebacks as text, so they can be scrubbed
         _scrub_library_records,
     ]
     if hash_uids:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
+from collections.abc import Callable
 
 from plugin.errors import PluginError
 from plugin.index.base import Index
@@ -25,8 +27,14 @@ Key = tuple[str, str, str | None]
 class ErrorOnce:
     """Per-key de-duplication of recorded errors (thread-safe; process memory only)."""
 
-    def __init__(self, index: Index) -> None:
+    #: A still-repeating error is recorded again after this many seconds (with its count), so
+    #: a stale entry never hides a failure for good.
+    REMIND_AFTER = 3600.0
+
+    def __init__(self, index: Index, clock: Callable[[], float] = time.time) -> None:
         self.index = index
+        self.clock = clock
+        self._at: dict[Key, float] = {}
         self._last: dict[Key, str] = {}
         self._repeats: dict[Key, int] = {}
         self._lock = threading.Lock()
@@ -37,15 +45,18 @@ class ErrorOnce:
         Returns True when it was recorded (a new error), False when it was a repeat.
         """
         key: Key = (source, step, study_uid)
+        now = self.clock()
         with self._lock:
-            if self._last.get(key) == message:
-                self._repeats[key] = self._repeats.get(key, 0) + 1
+            repeats = self._repeats.get(key, 0)
+            if self._last.get(key) == message and now - self._at[key] < self.REMIND_AFTER:
+                self._repeats[key] = repeats + 1
                 return False
-            self._last[key] = message
-            self._repeats[key] = 0
+            reminder = self._last.get(key) == message
+            self._last[key], self._at[key], self._repeats[key] = message, now, 0
+        text = f"{step}: {message}" + (f" (repeated {repeats} times)" if reminder else "")
         log.error(f"{source}_step_failed", study_uid=study_uid, step=step, error=message)
         with contextlib.suppress(PluginError):
-            self.index.record_error(source, f"{step}: {message}", study_uid=study_uid)
+            self.index.record_error(source, text, study_uid=study_uid)
         return True
 
     def clear(self, source: str, step: str, study_uid: str | None = None) -> None:
@@ -54,6 +65,7 @@ class ErrorOnce:
         with self._lock:
             if self._last.pop(key, None) is None:
                 return
+            self._at.pop(key, None)
             repeats = self._repeats.pop(key, 0)
         log.info(f"{source}_step_recovered", study_uid=study_uid, step=step, repeats=repeats)
 

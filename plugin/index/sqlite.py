@@ -302,6 +302,17 @@ class SqliteIndex(Index):
             ).fetchone()
             moved = before is not None and before["study_uid"] != record.study_uid
             if moved:
+                # The old study's arrival times are those of the instances it still has, so a
+                # plan made "as of" its latest remaining arrival is not taken for out of date.
+                conn.execute(
+                    "UPDATE studies SET "
+                    "first_instance_at = COALESCE((SELECT MIN(received_at) FROM instances i "
+                    "WHERE i.study_uid = studies.study_uid), first_instance_at), "
+                    "last_instance_at = COALESCE((SELECT MAX(received_at) FROM instances i "
+                    "WHERE i.study_uid = studies.study_uid), last_instance_at), updated_at = ? "
+                    "WHERE study_uid = ?",
+                    (now, before["study_uid"]),
+                )
                 old = self._get_study(conn, before["study_uid"])
                 if old.state == StudyState.READY:  # its plan named this instance: re-plan
                     check_transition(old.study_uid, old.state, StudyState.RECEIVING)

@@ -312,7 +312,11 @@ class Coordinator:
                 header = read_header(path)
                 stat = path.stat()
                 indexed = self.index.instance(header.sop_instance_uid)
-                if indexed is not None and indexed.received_at >= stat.st_mtime:
+                if (
+                    indexed is not None
+                    and indexed.study_uid != header.study_uid
+                    and indexed.received_at >= stat.st_mtime
+                ):
                     # The same SOP Instance UID is indexed from a later arrival (in another
                     # study): the latest arrival wins, so this earlier file is set aside.
                     self.spool.set_aside(path)

@@ -32,7 +32,7 @@ from pathlib import Path
 from pydicom.dataset import Dataset
 
 from plugin.errors import PluginError
-from plugin.index import Index, InstanceRecord, InstanceRow, StudyIndexError
+from plugin.index import Index, InstanceRecord, InstanceRow, StudyIndexError, StudyState
 from plugin.logging import get_logger
 from plugin.spool import Spool, SpoolError, StoredFile
 from plugin.study.classify import Classification, classify
@@ -167,17 +167,32 @@ def set_aside_earlier(spool: Spool, index: Index, row: InstanceRow) -> None:
     """The same SOP Instance UID arrived under another study: the latest arrival wins (its row
     moved to the new study), so the earlier file leaves the old study's spool folder for
     ``.superseded`` (kept for the retention period, never re-indexed). Never raises: the new
-    instance is already safe; a file that cannot be moved is retried by start-up recovery."""
+    instance is already safe; a file that cannot be moved is retried by start-up recovery.
+
+    The file stays where it is while the old study's analysis is queued or running (its task
+    names that path); it goes with that study's spool purge, or to ``.superseded`` at the next
+    start-up recovery.
+    """
     if not row.moved_from_path or row.moved_from_path == row.path:
         return
     message = (
-        "SOP Instance UID arrived again under another StudyInstanceUID; the latest arrival "
-        "wins, the earlier file was set aside"
+        "SOP Instance UID arrived again under another StudyInstanceUID "
+        f"({row.study_uid}); the latest arrival wins"
     )
     try:
-        spool.set_aside(Path(row.moved_from_path))
-    except SpoolError as exc:
-        message += f" (moving it failed: {_os_reason(exc)}; recovery retries)"
+        old = index.get_study(row.moved_from_study or "")
+        current = index.instance(row.sop_instance_uid)
+        if current is not None and current.path == row.moved_from_path:
+            return  # it moved back meanwhile (another association): that file is current
+        if old is not None and old.state in (StudyState.QUEUED, StudyState.RUNNING):
+            message += "; the earlier file is kept until that study's analysis ends"
+        else:
+            spool.set_aside(Path(row.moved_from_path))
+            message += ", the earlier file was set aside"
+    except (SpoolError, StudyIndexError) as exc:
+        message += (
+            f"; setting the earlier file aside failed ({type(exc).__name__}), recovery retries"
+        )
     log.warning(
         "instance_moved_study",
         sop_uid=row.sop_instance_uid,

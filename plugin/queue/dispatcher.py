@@ -56,6 +56,22 @@ try:  # kombu and redis wrap socket errors in their own types
 except ImportError:  # pragma: no cover - both are hard dependencies
     pass
 
+# What says "the broker / result back-end is down" (the same for every study, so a pass ends
+# early). Any other error, an OSError reading one result file included, is one study's.
+_OUTAGE: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
+try:
+    import kombu.exceptions
+    import redis.exceptions
+
+    _OUTAGE = (
+        *_OUTAGE,
+        kombu.exceptions.OperationalError,
+        redis.exceptions.ConnectionError,
+        redis.exceptions.TimeoutError,
+    )
+except ImportError:  # pragma: no cover
+    pass
+
 
 class Dispatcher:
     """Queue ready studies and record results; plugs into the coordinator's hooks."""
@@ -152,16 +168,19 @@ class Dispatcher:
         for study in self.index.studies([StudyState.QUEUED, StudyState.RUNNING]):
             try:
                 self._per_study("collect", study, self._collect, study)
-            except _TRANSIENT as exc:
-                log.warning("result_backend_unreachable", error=type(exc).__name__)
+            except _OUTAGE as exc:
+                self.errors.report(
+                    "queue", "collect", f"result back-end unreachable: {type(exc).__name__}"
+                )
                 return
+        self.errors.clear("queue", "collect")
 
     def _per_study(
         self, step: str, study: StudyRow, fn: Callable[..., None], *args: object
     ) -> None:
         try:
             fn(*args)
-        except _TRANSIENT:
+        except _OUTAGE:
             if step == "collect":
                 raise
             self.errors.report("queue", step, "broker unreachable", study_uid=study.study_uid)
@@ -288,9 +307,9 @@ class Dispatcher:
         )
         analyzed = len(summary.get("images", []))
         if analyzed == 0:
-            # Every image came back with a reason (undecodable pixels, …): not analyzed, not a
-            # failed task. A summary with neither images nor reasons is a failure.
-            target = StudyState.NOT_ANALYZED if summary.get("not_analyzed") else StudyState.FAILED
+            # Kept "failed" (its spool files stay for `brgan reprocess`): the worker cannot yet
+            # tell an undecodable image from a spool it cannot read.
+            target = StudyState.FAILED
         elif summary.get("not_analyzed"):
             target = StudyState.PARTIALLY_ANALYZED
         else:

@@ -178,6 +178,9 @@ def _expected_native_length(header: InstanceHeader) -> int | None:
 
 
 _GRAYSCALE = frozenset({"MONOCHROME1", "MONOCHROME2"})
+#: Largest Rows/Columns analyzed: real FFDM detectors are at most ~6,000 x 5,000 pixels; a
+#: larger header is refused before a worker would decode (and inflate) it.
+MAX_SIDE = 12_000
 
 
 def _pixel_header_problem(header: InstanceHeader) -> str | None:
@@ -187,6 +190,8 @@ def _pixel_header_problem(header: InstanceHeader) -> str | None:
     rows, columns = header.rows, header.columns
     if not rows or not columns or rows < 0 or columns < 0:
         return f"invalid image header: Rows {rows or 0} x Columns {columns or 0}"
+    if rows > MAX_SIDE or columns > MAX_SIDE:
+        return f"unsupported image size: Rows {rows} x Columns {columns} (at most {MAX_SIDE})"
     allocated, stored = header.bits_allocated, header.bits_stored
     if not allocated:
         return "invalid image header: BitsAllocated 0 or absent"

@@ -416,9 +416,9 @@ def _uid(ds: Dataset, keyword: str, *, required: bool, strict: bool) -> str | No
         try:
             value = bytes(value).decode("ascii")
         except UnicodeDecodeError:
-            raise BadUID(keyword, "is not a valid UID (not ASCII)") from None
+            raise BadUID(keyword, "not a valid UID: not ASCII") from None
     if not isinstance(value, str):
-        raise BadUID(keyword, "is not a valid UID (more than one value or not text)")
+        raise BadUID(keyword, "not a valid UID: not one text value")
     text = value.rstrip("\x00 ").lstrip(" ")
     if not text:
         if required:
@@ -427,9 +427,9 @@ def _uid(ds: Dataset, keyword: str, *, required: bool, strict: bool) -> str | No
     if not strict:
         return text
     if len(text) > UID_MAX_LENGTH:
-        raise BadUID(keyword, f"is not a valid UID ({len(text)} characters; at most 64)")
+        raise BadUID(keyword, f"not a valid UID: {len(text)} chars > 64")
     if not _UID_RE.match(text):
-        raise BadUID(keyword, "is not a valid UID (only digits and dots)")
+        raise BadUID(keyword, "not a valid UID: not digits and dots")
     return text
 
 

@@ -256,3 +256,20 @@ def test_error_once_records_a_repeating_error_once(index: SqliteIndex) -> None:
     once.clear("coordinator", "_assemble", "1.2.3")
     once.report("coordinator", "_assemble", "KeyError: other", study_uid="1.2.3")
     assert len(index.errors(100)) == 4  # after recovery, the same failure is news again
+
+
+def test_moving_out_the_newest_instance_lowers_the_old_studys_last_arrival(
+    index: SqliteIndex,
+) -> None:
+    """Else a plan made as of the latest remaining arrival looks out of date on every pass."""
+    index.record_instance(record("1.1", study="1.2.3", at=100.0))
+    index.record_instance(record("1.2", study="1.2.3", at=150.0))
+    index.record_plan("1.2.3", 1, pairs_key="k", plan_json="{}", pairs=[], as_of=150.0)
+    index.transition("1.2.3", S.READY)
+    index.transition("1.2.3", S.QUEUED)
+    index.transition("1.2.3", S.DONE)
+    index.record_instance(record("1.2", study="7.7.7", at=200.0))
+    old = index.get_study("1.2.3")
+    assert (old.first_instance_at, old.last_instance_at) == (100.0, 100.0)
+    index.update_plan_json("1.2.3", "{}", as_of=100.0)  # the coordinator's re-plan
+    assert [s.study_uid for s in index.studies_with_new_instances()] == []
