@@ -51,6 +51,9 @@ class CheckpointInfo:
     threshold: float | None = None
     temperature: float = 1.0
     research_only: bool = True
+    #: Trained on synthetic data (``brgan synth`` output): a demo model, labelled so in every
+    #: output. A checkpoint written before the flag existed reads as True (the safe side).
+    synthetic_training: bool = True
     created: str = ""
     notes: str = ""
 
@@ -65,6 +68,7 @@ class CheckpointInfo:
             "threshold": "" if self.threshold is None else repr(float(self.threshold)),
             "temperature": repr(float(self.temperature)),
             "research_only": "true" if self.research_only else "false",
+            "synthetic_training": "true" if self.synthetic_training else "false",
             "created": self.created or datetime.now(UTC).isoformat(timespec="seconds"),
             "notes": self.notes,
         }
@@ -96,6 +100,7 @@ class CheckpointInfo:
             threshold=threshold,
             temperature=temperature,
             research_only=meta.get("research_only", "true") != "false",
+            synthetic_training=meta.get("synthetic_training", "true") != "false",
             created=meta.get("created", ""),
             notes=meta.get("notes", ""),
         )

@@ -159,9 +159,6 @@ class Settings(BaseSettings):
         description="A new version of a study's results also writes an IOCM Key Object Selection "
         "'Rejected for Quality Reasons' (113001) for the objects it supersedes.",
     )
-    write_segmentation: bool = Field(
-        default=False, description="Also write a FRACTIONAL Segmentation (probability map)."
-    )
     heatmap_max_size: int = Field(
         default=1024,
         ge=0,

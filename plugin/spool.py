@@ -25,9 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from plugin.errors import PluginError
+from plugin.fsutil import DIR_MODE, FILE_MODE, atomic_write_bytes, fsync_dir
 
-FILE_MODE = 0o600
-DIR_MODE = 0o700
 INCOMING = ".incoming"
 SUPERSEDED = ".superseded"
 _UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
@@ -53,12 +52,7 @@ def safe_name(uid: str) -> str:
     return "u" + hashlib.sha256(uid.encode("utf-8", "surrogateescape")).hexdigest()[:40]
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+_fsync_dir = fsync_dir
 
 
 class Spool:
@@ -101,23 +95,11 @@ class Spool:
     def write_bytes(self, study_uid: str, sop_uid: str, data: bytes) -> StoredFile:
         """Write ``data`` as the instance's file: temp file, fsync, rename, fsync folder."""
         final = self.path_for(study_uid, sop_uid)
-        tmp_name: str | None = None
         try:
-            folder = self._make_study_dir(study_uid)
-            fd, tmp_name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=".tmp", dir=folder)
-            with os.fdopen(fd, "wb") as fh:  # mkstemp creates the file with mode 0600
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp_name, final)
-            tmp_name = None
-            _fsync_dir(folder)
+            self._make_study_dir(study_uid)
+            atomic_write_bytes(final, data)
         except OSError as exc:
             raise SpoolError(f"cannot write {final}: {exc.strerror or exc}") from exc
-        finally:
-            if tmp_name is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp_name)
         return StoredFile(final, len(data))
 
     def move_in(self, study_uid: str, sop_uid: str, source: Path) -> StoredFile:

@@ -76,11 +76,20 @@ class PreprocessedImage:
 def preprocess(
     source: Path | str | Dataset,
     size: tuple[int, int] = DEFAULT_SIZE,
+    *,
+    laterality: str | None = None,
+    view: str | None = None,
+    patient_orientation: tuple[str, ...] | None = None,
 ) -> PreprocessedImage:
     """Read, decode and preprocess one mammogram.
 
-    Laterality: ImageLaterality (0020,0062) → FrameLaterality (0020,9072) → Laterality
-    (0020,0060). View: ViewCodeSequence (0054,0220) code → ViewPosition (0018,5101).
+    The service passes ``laterality``, ``view`` and ``patient_orientation`` as its study rules
+    decided them (``plugin.study``, the same values pairing used), so an image is never oriented
+    by another laterality than it was paired by. Standalone use (``brgan preview``, tests)
+    leaves them None and they are read from the header: laterality ImageLaterality (0020,0062)
+    → FrameLaterality (0020,9072) → Laterality (0020,0060); view ViewCodeSequence (0054,0220)
+    code → ViewPosition (0018,5101). Without a PatientOrientation the pixels decide
+    (:func:`~.orientation.canonical_orientation`'s mask fallback).
 
     Raises:
         DecodeError: the file cannot be read or decoded, or no breast is found in it.
@@ -94,10 +103,10 @@ def preprocess(
     header = read_header(ds, source_name)
     return preprocess_array(
         display,
-        header.laterality,
-        header.patient_orientation,
+        laterality if laterality is not None else header.laterality,
+        patient_orientation if patient_orientation is not None else header.patient_orientation,
         size,
-        view=header.view,
+        view=view if view is not None else header.view,
         photometric=header.photometric,
         source=source_name,
     )

@@ -121,4 +121,28 @@ def write_dataset(
             writer.writerows(rows)
             if progress is not None:
                 progress(done)
+    write_synthetic_marker(out_dir, preset.name, seed)
     return manifest
+
+
+#: Written next to a synthetic manifest; a model trained on such data is a demo model.
+SYNTHETIC_MARKER = "SYNTHETIC.json"
+
+
+def write_synthetic_marker(out_dir: Path, preset: str, seed: int) -> Path:
+    """Mark ``out_dir`` as synthetic data (read by training: the checkpoint's
+    ``synthetic_training`` flag, and so every result's "DEMO MODEL" label)."""
+    import json
+
+    path = out_dir / SYNTHETIC_MARKER
+    path.write_text(
+        json.dumps({"generator": "brgan synth", "preset": preset, "seed": seed}) + "\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def is_synthetic(root: Path) -> bool:
+    """Whether ``root`` (a data folder) or a folder above it carries the synthetic marker."""
+    root = Path(root).resolve()
+    return any((folder / SYNTHETIC_MARKER).is_file() for folder in (root, *root.parents))

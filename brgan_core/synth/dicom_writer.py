@@ -183,7 +183,8 @@ def build_dataset(
     ds.WindowCenter = round(float(low + high) / 2, 1)
     ds.WindowWidth = max(round(float(high - low), 1), 2.0)
     ds.WindowCenterWidthExplanation = "BREAST"
-    ds.VOILUTFunction = "LINEAR"
+    # VOILUTFunction is left out: LINEAR is its default (PS3.3 C.11.2.1.3), and OHIF 3.13.2
+    # turns a present value into a black viewport (docs/results.md, "Viewers").
     # DX Anatomy Imaged
     breast_code = BREAST_CODE[scheme]
     ds.AnatomicRegionSequence = Sequence([_code(breast_code[0], scheme, breast_code[1])])

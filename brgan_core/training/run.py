@@ -46,11 +46,14 @@ def build_trainer(
         seed=config.seed,
     )
     val = PairDataset(splits.val, data.size, loader=loader, cache=data.cache_images)
+    from brgan_core.synth.dataset import is_synthetic
+
     return Trainer(
         config,
         train,
         val,
         fingerprint=data_fingerprint(splits.train),
+        synthetic_training=is_synthetic(data.root),
         on_step=on_step,
         on_epoch=on_epoch,
     )

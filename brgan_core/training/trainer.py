@@ -167,6 +167,7 @@ class Trainer:
         val_data: Dataset[Any],
         *,
         fingerprint: str = "",
+        synthetic_training: bool = False,
         on_step: Callable[[StepInfo], None] | None = None,
         on_epoch: Callable[[EpochRecord], None] | None = None,
     ) -> None:
@@ -176,6 +177,7 @@ class Trainer:
         self.train_data = train_data
         self.val_data = val_data
         self.fingerprint = fingerprint
+        self.synthetic_training = synthetic_training
         self.on_step = on_step
         self.on_epoch = on_epoch
         self.out_dir = config.out_dir
@@ -230,6 +232,7 @@ class Trainer:
             metrics=metrics,
             temperature=float(self.model.temperature),
             research_only=self.config.research_only,
+            synthetic_training=self.synthetic_training,
         )
 
     def _check_or_write_config(self, resume: bool) -> None:

@@ -16,6 +16,7 @@ import typer
 from brgan_core import __version__
 from brgan_core.errors import BrganCoreError
 from plugin.cli import (
+    analyze_cmd,
     config_cmd,
     evaluate_cmd,
     models_cmd,
@@ -75,6 +76,7 @@ def root(
 
 
 app.add_typer(config_cmd.app, name="config")
+app.command("analyze")(analyze_cmd.analyze)
 app.command("preview")(preview_cmd.preview)
 app.command("synth")(synth_cmd.synth)
 app.command("train")(train_cmd.train)

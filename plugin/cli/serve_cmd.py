@@ -39,9 +39,9 @@ def serve(
     then the index is closed. Everything received is on disk before it is acknowledged.
     """
     # Imported here so `brgan --help` stays fast; none of these imports torch.
-    from plugin.listener.service import Started, run_service
+    from plugin.coordinator.dispatcher import Dispatcher
+    from plugin.coordinator.service import Started, run_service
     from plugin.logging import configure_logging
-    from plugin.queue.dispatcher import Dispatcher
     from plugin.queue.embedded import EmbeddedWorker
 
     settings = state(ctx).settings()

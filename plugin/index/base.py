@@ -77,6 +77,7 @@ class Index(ABC):
         task_id: str | None = None,
         model_version: str | None = None,
         error: str | None = None,
+        queued_at: float | None = None,
     ) -> StudyRow:
         """Move a study to ``target``; raise ``IllegalTransition`` if not allowed (or if it is
         not in ``expected``), ``UnknownStudy`` if absent. ``task_id``/``model_version``/``error``

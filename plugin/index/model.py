@@ -133,6 +133,10 @@ class StudyRow:
     finished_at: float | None = None
     purged_at: float | None = None
     result_json: str | None = None
+    #: JSON list of the result files (contract ``ResultFile``) of earlier versions.
+    superseded_json: str | None = None
+    #: When this version was first queued (the result objects' Content Date/Time).
+    queued_at: float | None = None
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ writer anyway); WAL lets ``brgan status`` read from another process meanwhile.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -53,7 +54,9 @@ CREATE TABLE IF NOT EXISTS studies (
     error             TEXT,
     finished_at       REAL,
     purged_at         REAL,
-    result_json       TEXT
+    result_json       TEXT,
+    superseded_json   TEXT,
+    queued_at         REAL
 );
 CREATE INDEX IF NOT EXISTS studies_state ON studies(state);
 CREATE TABLE IF NOT EXISTS instances (
@@ -118,7 +121,7 @@ CREATE TABLE IF NOT EXISTS errors (
 _STUDY_COLS = (
     "study_uid, state, version, first_instance_at, last_instance_at, created_at, updated_at, "
     "state_changed_at, planned_at, pairs_key, plan_json, task_id, model_version, error, "
-    "finished_at, purged_at, result_json, "
+    "finished_at, purged_at, result_json, superseded_json, queued_at, "
     "(SELECT COUNT(*) FROM instances i WHERE i.study_uid = studies.study_uid) AS instance_count"
 )
 _INSTANCE_COLS = (
@@ -130,6 +133,8 @@ _INSTANCE_COLS = (
 #: Columns added after the first schema: (table, column, type).
 _ADDED_COLUMNS = (
     ("studies", "result_json", "TEXT"),
+    ("studies", "superseded_json", "TEXT"),
+    ("studies", "queued_at", "REAL"),
     ("instances", "presentation_intent", "TEXT"),
     ("instances", "image_type", "TEXT"),
     ("instances", "view_modifiers", "TEXT"),
@@ -381,6 +386,7 @@ class SqliteIndex(Index):
         task_id: str | None = None,
         model_version: str | None = None,
         error: str | None = None,
+        queued_at: float | None = None,
     ) -> StudyRow:
         target = StudyState(target)
         now = time.time()
@@ -401,6 +407,9 @@ class SqliteIndex(Index):
                 if value is not None:
                     sets.append(f"{column} = ?")
                     params.append(value)
+            if queued_at is not None:  # the first queue time of a version is kept
+                sets.append("queued_at = COALESCE(queued_at, ?)")
+                params.append(queued_at)
             if target in FINAL_STATES:
                 sets.append("finished_at = ?")
                 params.append(now)
@@ -431,12 +440,16 @@ class SqliteIndex(Index):
         with self._write() as conn:
             current = self._get_study(conn, study_uid)
             check_transition(study_uid, current.state, StudyState.RECEIVING)
+            # The result objects written so far are superseded by the next version's.
+            superseded = json.loads(current.superseded_json or "[]")
+            if current.result_json:
+                superseded += json.loads(current.result_json).get("result_files") or []
             conn.execute(
                 "UPDATE studies SET state = ?, version = version + 1, task_id = NULL, "
                 "error = NULL, finished_at = NULL, result_json = NULL, state_changed_at = ?, "
-                "updated_at = ? "
+                "updated_at = ?, superseded_json = ?, queued_at = NULL "
                 "WHERE study_uid = ?",
-                (StudyState.RECEIVING.value, now, now, study_uid),
+                (StudyState.RECEIVING.value, now, now, json.dumps(superseded), study_uid),
             )
             return self._get_study(conn, study_uid)
 

@@ -1,18 +1,15 @@
-"""The DICOM listener: Storage + Verification SCP, the C-STORE handler and the coordinator.
+"""The DICOM listener: Storage + Verification SCP and the C-STORE handler (the coordinator that
+assembles studies is :mod:`plugin.coordinator`).
 
 Never imports torch (``tests/plugin/listener/test_no_torch.py`` checks it).
 """
 
-from plugin.listener.coordinator import Coordinator, CoordinatorTiming, RecoveryReport
 from plugin.listener.receive import StoreLimits, StoreOutcome, receive_instance
 from plugin.listener.server import Listener, ListenerError, build_ae, route_temp_files
 
 __all__ = [
-    "Coordinator",
-    "CoordinatorTiming",
     "Listener",
     "ListenerError",
-    "RecoveryReport",
     "StoreLimits",
     "StoreOutcome",
     "build_ae",

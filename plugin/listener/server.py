@@ -2,7 +2,7 @@
 
 :class:`Listener` wires the settings into one AE once (AE titles, association and PDU limits,
 TLS) and runs it in pynetdicom's background server thread; ``brgan serve`` and the tests use
-the same class. Study assembly happens elsewhere (:mod:`plugin.listener.coordinator`).
+the same class. Study assembly happens elsewhere (:mod:`plugin.coordinator.loop`).
 """
 
 from __future__ import annotations

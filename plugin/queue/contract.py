@@ -209,8 +209,9 @@ class StudyTask:
     model: ModelRef
     pairs: tuple[TaskPair, ...]
     not_analyzed: tuple[NotAnalyzed, ...] = ()
-    #: SOP Instance UIDs of the result objects of earlier versions that this one replaces.
-    supersedes: tuple[str, ...] = ()
+    #: The result objects of earlier versions that this one replaces (Predecessor Documents,
+    #: IOCM rejection).
+    supersedes: tuple[ResultFile, ...] = ()
     #: A candidate model run beside the active one (its results are kept, never sent).
     shadow_model: ModelRef | None = None
     schema: int = TASK_SCHEMA
@@ -242,7 +243,7 @@ class StudyTask:
             "model": self.model.to_json(),
             "pairs": [p.to_json() for p in self.pairs],
             "not_analyzed": [n.to_json() for n in self.not_analyzed],
-            "supersedes": list(self.supersedes),
+            "supersedes": [r.to_json() for r in self.supersedes],
             "shadow_model": self.shadow_model.to_json() if self.shadow_model else None,
         }
 
@@ -267,7 +268,10 @@ class StudyTask:
                 NotAnalyzed.from_json(n, f"task.not_analyzed[{i}]")
                 for i, n in enumerate(_get(data, "not_analyzed", list, "task"))
             ),
-            supersedes=tuple(str(u) for u in _get(data, "supersedes", list, "task")),
+            supersedes=tuple(
+                ResultFile.from_json(r, f"task.supersedes[{i}]")
+                for i, r in enumerate(_get(data, "supersedes", list, "task"))
+            ),
             shadow_model=ModelRef.from_json(shadow, "shadow_model") if shadow else None,
         )
 
@@ -438,7 +442,9 @@ class ResultFile:
     path: str
     sop_instance_uid: str
     sop_class_uid: str
+    series_instance_uid: str
     source_uid: str | None = None  # the image it belongs to (heatmaps), else None
+    sha256: str | None = None  # of the file's bytes
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -446,7 +452,9 @@ class ResultFile:
             "path": self.path,
             "sop_instance_uid": self.sop_instance_uid,
             "sop_class_uid": self.sop_class_uid,
+            "series_instance_uid": self.series_instance_uid,
             "source_uid": self.source_uid,
+            "sha256": self.sha256,
         }
 
     @classmethod
@@ -456,7 +464,9 @@ class ResultFile:
             _get(data, "path", str, where),
             _get(data, "sop_instance_uid", str, where),
             _get(data, "sop_class_uid", str, where),
+            _get(data, "series_instance_uid", str, where),
             _opt(data, "source_uid", str, where),
+            _opt(data, "sha256", str, where),
         )
 
 

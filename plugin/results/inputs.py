@@ -9,6 +9,7 @@ same task write byte-identical objects (issue 9 §2).
 from __future__ import annotations
 
 import hashlib
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -17,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
-from pydicom.uid import generate_uid
 
 from plugin.queue.contract import ImageScore, NotAnalyzed, Provenance, StudyTask
 
@@ -32,6 +32,10 @@ SERIES_NUMBERS = {
     "kos": 9005,
     "seg": 9006,
 }
+
+
+class SourceUnavailable(KeyError):  # noqa: N818
+    """A source instance's file is not known, gone, or not readable as DICOM."""
 
 
 @dataclass(frozen=True)
@@ -82,8 +86,17 @@ class StudyResults:
                     if image.score.sop_instance_uid == sop_instance_uid:
                         path = image.source_path
             if path is None:
-                raise KeyError(f"no source path for image {sop_instance_uid}")
-            cache[key] = pydicom.dcmread(path, stop_before_pixels=not pixels)
+                for item in self.not_analyzed:
+                    if item.sop_instance_uid == sop_instance_uid and item.path:
+                        path = Path(item.path)
+            if path is None:
+                raise SourceUnavailable(f"no source path for image {sop_instance_uid}")
+            try:
+                cache[key] = pydicom.dcmread(path, stop_before_pixels=not pixels)
+            except Exception as exc:  # unreadable or gone: the writers say "not analyzed"
+                raise SourceUnavailable(
+                    f"image {sop_instance_uid}: {type(exc).__name__} reading its file"
+                ) from exc
         return cache[key]
 
     def any_source(self) -> Dataset:
@@ -122,7 +135,10 @@ def result_uid(
     if kind not in KINDS:
         raise ValueError(f"unknown result kind {kind!r} (one of {', '.join(KINDS)})")
     parts = [study_uid, str(study_version), model_version, kind, image_uid or "", "series" * series]
-    return generate_uid(prefix=None, entropy_srcs=parts)
+    # PS3.5 §B.2: a UUID in the 2.25 root; derived from the parts (pydicom's generate_uid
+    # ignores entropy_srcs when prefix is None, so it is built here).
+    digest = hashlib.sha256("\x00".join(parts).encode("utf-8")).digest()
+    return f"2.25.{uuid.UUID(bytes=digest[:16], version=4).int}"
 
 
 def sha256_hex(data: bytes) -> str:

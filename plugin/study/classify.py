@@ -31,6 +31,7 @@ __all__ = [
 ]
 
 DEFAULT_OWN_MANUFACTURER = "brgan-pacs"
+OWN_OBJECT_REASON = "our own result object (loop guard)"
 
 MG_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.2"
 MG_FOR_PROCESSING = "1.2.840.10008.5.1.4.1.1.1.2.1"
@@ -239,7 +240,7 @@ def _exclusion(
     sop = header.sop_class_uid
     # 1. Loop guard: a result object we wrote, sent back to us by the PACS.
     if _is_own_object(header, own_manufacturer, own_device_uid):
-        return "our own result object (loop guard)"
+        return OWN_OBJECT_REASON
     # 2. Non-image objects (SR, PR, KO, …).
     if not _is_image_class(sop):
         return f"not an image (SOP class {_sop_class_name(sop)})"

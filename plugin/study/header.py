@@ -140,6 +140,9 @@ class InstanceHeader:
     software_versions: tuple[str, ...] = ()
     #: DeviceUID (0018,1002).
     device_uid: str | None = None
+    #: PatientOrientation (0020,0020): the row and column directions, e.g. ("A", "R"), as
+    #: stored (upper case); () when absent. Passed to the worker with laterality and view.
+    patient_orientation: tuple[str, ...] = ()
 
     # -- construction -------------------------------------------------------------------------
 
@@ -233,6 +236,9 @@ class InstanceHeader:
             transfer_syntax_uid=transfer_syntax_uid,
             software_versions=tuple(v.strip() for v in _multi(ds, "SoftwareVersions") if v),
             device_uid=_text(ds, "DeviceUID"),
+            patient_orientation=tuple(
+                v.strip().upper() for v in _multi(ds, "PatientOrientation") if v.strip()
+            ),
         )
 
     # -- storage --------------------------------------------------------------------------------
@@ -244,6 +250,7 @@ class InstanceHeader:
         out["view_modifier_codes"] = [list(c) for c in self.view_modifier_codes]
         out["image_type"] = list(self.image_type)
         out["software_versions"] = list(self.software_versions)
+        out["patient_orientation"] = list(self.patient_orientation)
         return out
 
     @classmethod
@@ -255,7 +262,7 @@ class InstanceHeader:
         for key in ("view_codes", "view_modifier_codes"):
             if key in kwargs:
                 kwargs[key] = tuple((str(c[0]), str(c[1])) for c in kwargs[key] or ())
-        for key in ("image_type", "software_versions"):
+        for key in ("image_type", "software_versions", "patient_orientation"):
             if key in kwargs:
                 kwargs[key] = tuple(str(v) for v in kwargs[key] or ())
         return cls(**kwargs)

@@ -1,27 +1,16 @@
-"""What a worker does with one ``brgan.analyze_study`` payload.
+"""What a worker does with one ``brgan.analyze_study`` task (DESIGN.md steps 6-7).
 
-Payload (JSON, built by the coordinator; never pixels)::
+In: a :class:`plugin.queue.contract.StudyTask` (JSON; schema 2, or the previous release's
+schema 1 during an upgrade). Out: a :class:`plugin.queue.contract.StudySummary` (JSON) through
+the result backend, after the result objects (SR, CAD SR, heatmap and summary Secondary
+Captures, …) are written atomically under ``<results>/<task id>/``.
 
-    {"schema": 1, "study_uid": "...", "study_version": 1,
-     "model": {"version": "v3", "sha256": "..."},
-     "pairs": [{"target": {"sop_instance_uid": "...", "path": "/spool/..."},
-                "contralateral": {"sop_instance_uid": "...", "path": "/spool/..."},
-                "laterality": "L", "view": "CC"}, ...]}
-
-Result (JSON summary returned through the result backend)::
-
-    {"schema": 1, "study_uid", "study_version", "task_id",
-     "model": {"version", "sha256", "research_only", "threshold"},
-     "images": [{"sop_instance_uid", "contralateral_uid", "laterality", "view",
-                 "p_malignant", "positive", "region": [x0, y0, x1, y1] | null,
-                 "heatmap_path"}],
-     "not_analyzed": [{"sop_instance_uid", "reason"}],
-     "breasts": {"L": p | null, "R": p | null}, "exam": p | null,
-     "timings": {"load_model_s", "preprocess_s", "predict_s", "total_s"}}
-
-Scores (DESIGN.md step 6): breast = max of its images, exam = max of breasts. An image that
-cannot be decoded is reported as not analyzed with the reason (and so is its partner's pair),
-never dropped and never scored negative.
+Laterality, view and PatientOrientation come from the task, as the study rules decided them
+(the image is never oriented by another laterality than it was paired by); without a
+PatientOrientation the pixels decide. Scores (DESIGN.md step 6): breast = max of its images,
+exam = max of breasts. An image that cannot be decoded is reported as not analyzed with the
+reason (and so is its partner's pair), never dropped and never scored negative. The worker is
+stateless: it never opens the index.
 """
 
 from __future__ import annotations
@@ -32,27 +21,31 @@ from typing import Any
 
 import numpy as np
 
+from brgan_core import __version__
 from brgan_core.checkpoint import CheckpointError
 from brgan_core.errors import BrganCoreError
 from brgan_core.registry import Registry
 from plugin.config import Settings
+from plugin.queue.contract import (
+    ContractError,
+    ImageRef,
+    ImageScore,
+    NotAnalyzed,
+    Provenance,
+    StudySummary,
+    StudyTask,
+)
 
-PAYLOAD_SCHEMA = 1
 _MODELS: dict[tuple[str, str], Any] = {}
 
 
-class PayloadError(ValueError):
+class PayloadError(ContractError):
     """The task payload is malformed (names the missing or wrong key)."""
 
 
-def _require(mapping: dict[str, Any], key: str, where: str) -> Any:
-    if key not in mapping:
-        raise PayloadError(f"analyze_study payload: {where} has no {key!r}")
-    return mapping[key]
-
-
 def get_model(settings: Settings, version: str, sha256: str) -> Any:
-    """The named model version, loaded once per worker process, hash verified."""
+    """The named model version, loaded once per worker process, hash verified. A newly
+    activated version arrives by name in the next task, so no restart is needed."""
     from brgan_core.inference import load_model
 
     key = (version, sha256)
@@ -69,14 +62,33 @@ def get_model(settings: Settings, version: str, sha256: str) -> Any:
     return _MODELS[key]
 
 
-def aggregate(images: list[dict[str, Any]]) -> tuple[dict[str, float | None], float | None]:
+def provenance_for(loaded: Any, settings: Settings) -> Provenance:
+    """The one provenance object of every output of this model (issue 9 §1)."""
+    from brgan_core.model import BRGANConfig
+
+    config = BRGANConfig.from_dict(loaded.info.model_config)
+    return Provenance(
+        model_name=f"{config.bilateral}/{config.backbone}",
+        model_version=loaded.version,
+        sha256=loaded.sha256,
+        research_only=bool(loaded.info.research_only),
+        synthetic_training=bool(loaded.info.synthetic_training),
+        uses_contralateral=bool(config.needs_contralateral_at_inference),
+        threshold=loaded.info.threshold,
+        manufacturer=settings.manufacturer,
+        manufacturer_model_name=settings.manufacturer_model_name,
+        software_version=__version__,
+        device_uid=settings.device_uid,
+    )
+
+
+def aggregate(images: list[ImageScore]) -> tuple[dict[str, float | None], float | None]:
     """Breast score = max of its images; exam score = max of breasts (DESIGN.md step 6)."""
     breasts: dict[str, float | None] = {"L": None, "R": None}
     for image in images:
-        side = image["laterality"]
-        current = breasts.get(side)
-        breasts[side] = (
-            image["p_malignant"] if current is None else max(current, image["p_malignant"])
+        current = breasts.get(image.laterality)
+        breasts[image.laterality] = (
+            image.p_malignant if current is None else max(current, image.p_malignant)
         )
     scored = [p for p in breasts.values() if p is not None]
     return breasts, (max(scored) if scored else None)
@@ -94,93 +106,119 @@ def _save_heatmap(cam_original: np.ndarray, path: Path) -> None:
 def analyze_study_payload(
     payload: dict[str, Any], settings: Settings, task_id: str | None = None
 ) -> dict[str, Any]:
-    """Score every pair of a study; see the module docstring for the payload and the result."""
+    """Score every pair of a study, write its result objects, return the summary's JSON."""
+    started = time.perf_counter()
+    try:
+        task = StudyTask.from_json(payload)
+    except ContractError as exc:
+        raise PayloadError(f"analyze_study payload: {exc}") from exc
+    loaded = get_model(settings, task.model.version, task.model.sha256)
+    out_dir = settings.results_path / (task_id or f"untracked-{task.study_version}")
+    return run_task(task, loaded, settings, out_dir, task_id, started=started).to_json()
+
+
+def run_task(
+    task: StudyTask,
+    loaded: Any,
+    settings: Settings,
+    out_dir: Path,
+    task_id: str | None = None,
+    *,
+    started: float | None = None,
+) -> StudySummary:
+    """The analysis proper, shared by the worker and ``brgan analyze`` (no queue, no index)."""
     from brgan_core.inference import score_pair
     from brgan_core.preprocess import preprocess
+    from plugin.results.inputs import AnalyzedImage, StudyResults
+    from plugin.results.writer import write_results
 
-    started = time.perf_counter()
-    if payload.get("schema") != PAYLOAD_SCHEMA:
-        raise PayloadError(f"analyze_study payload schema {payload.get('schema')!r} unsupported")
-    study_uid = _require(payload, "study_uid", "payload")
-    model_ref = _require(payload, "model", "payload")
-    pairs = _require(payload, "pairs", "payload")
-
-    loaded = get_model(
-        settings, _require(model_ref, "version", "model"), _require(model_ref, "sha256", "model")
-    )
+    started = time.perf_counter() if started is None else started
+    provenance = provenance_for(loaded, settings)
     load_s = time.perf_counter() - started
-    out_dir = settings.results_path / (task_id or "untracked")
 
     prepared: dict[str, Any] = {}
     failures: dict[str, str] = {}
-    preprocess_s = predict_s = 0.0
+    timings = {"preprocess_s": 0.0, "predict_s": 0.0}
 
-    def prepare(ref: dict[str, Any]) -> Any:
-        nonlocal preprocess_s
-        uid = _require(ref, "sop_instance_uid", "pair image")
+    def prepare(ref: ImageRef) -> Any:
+        uid = ref.sop_instance_uid
         if uid not in prepared and uid not in failures:
             t0 = time.perf_counter()
             try:
                 prepared[uid] = preprocess(
-                    Path(_require(ref, "path", "pair image")), size=loaded.input_size
+                    Path(ref.path),
+                    size=loaded.input_size,
+                    laterality=ref.laterality,
+                    view=ref.view,
+                    patient_orientation=ref.patient_orientation,
                 )
             except (BrganCoreError, OSError) as exc:
                 failures[uid] = f"cannot decode image: {getattr(exc, 'reason', exc)}"
-            preprocess_s += time.perf_counter() - t0
+            timings["preprocess_s"] += time.perf_counter() - t0
         return prepared.get(uid)
 
-    images: list[dict[str, Any]] = []
-    not_analyzed: list[dict[str, str]] = []
+    analyzed: list[AnalyzedImage] = []
+    not_analyzed: list[NotAnalyzed] = list(task.not_analyzed)
     threshold = loaded.info.threshold
-    for pair in pairs:
-        target_ref = _require(pair, "target", "pair")
-        contra_ref = _require(pair, "contralateral", "pair")
-        target, contra = prepare(target_ref), prepare(contra_ref)
-        target_uid = target_ref["sop_instance_uid"]
+    for pair in task.pairs:
+        target, contra = prepare(pair.target), prepare(pair.contralateral)
+        ref = pair.target
         if target is None or contra is None:
-            reason = failures.get(target_uid) or (
+            reason = failures.get(ref.sop_instance_uid) or (
                 "contralateral view could not be decoded: "
-                + failures.get(contra_ref["sop_instance_uid"], "unknown reason")
+                + failures.get(pair.contralateral.sop_instance_uid, "unknown reason")
             )
-            not_analyzed.append({"sop_instance_uid": target_uid, "reason": reason})
+            not_analyzed.append(
+                NotAnalyzed(ref.sop_instance_uid, reason, ref.path, ref.laterality, ref.view)
+            )
             continue
         t0 = time.perf_counter()
         score = score_pair(loaded, target, contra)
-        predict_s += time.perf_counter() - t0
-        heatmap = out_dir / f"heatmap-{len(images):02d}.png"
+        timings["predict_s"] += time.perf_counter() - t0
+        heatmap = out_dir / f"heatmap-{len(analyzed):02d}.png"
         _save_heatmap(score.cam_original, heatmap)
-        images.append(
-            {
-                "sop_instance_uid": target_uid,
-                "contralateral_uid": contra_ref["sop_instance_uid"],
-                "laterality": _require(pair, "laterality", "pair"),
-                "view": _require(pair, "view", "pair"),
-                "p_malignant": score.p_malignant,
-                "positive": None if threshold is None else bool(score.p_malignant >= threshold),
-                "region": list(score.region) if score.region else None,
-                "heatmap_path": str(heatmap),
-            }
+        image = ImageScore(
+            sop_instance_uid=ref.sop_instance_uid,
+            contralateral_uid=pair.contralateral.sop_instance_uid,
+            laterality=ref.laterality,
+            view=ref.view,
+            p_malignant=score.p_malignant,
+            positive=None if threshold is None else bool(score.p_malignant >= threshold),
+            region=score.outline,
+            peak=score.peak,
+            heatmap_path=str(heatmap),
         )
-    breasts, exam = aggregate(images)
-    return {
-        "schema": PAYLOAD_SCHEMA,
-        "study_uid": study_uid,
-        "study_version": payload.get("study_version", 1),
-        "task_id": task_id,
-        "model": {
-            "version": loaded.version,
-            "sha256": loaded.sha256,
-            "research_only": loaded.info.research_only,
-            "threshold": threshold,
-        },
-        "images": images,
-        "not_analyzed": not_analyzed,
-        "breasts": breasts,
-        "exam": exam,
-        "timings": {
+        analyzed.append(AnalyzedImage(image, score.cam_original, Path(ref.path)))
+    scores = [a.score for a in analyzed]
+    breasts, exam = aggregate(scores)
+    sources = {uid: Path(ref.path) for uid, ref in task.images().items()}
+    sources.update({n.sop_instance_uid: Path(n.path) for n in not_analyzed if n.path})
+    results = StudyResults(
+        task=task,
+        provenance=provenance,
+        analyzed=tuple(analyzed),
+        not_analyzed=tuple(not_analyzed),
+        breasts=breasts,
+        exam=exam,
+        source_paths=sources,
+    )
+    t0 = time.perf_counter()
+    files = write_results(results, settings, out_dir)
+    timings["write_s"] = time.perf_counter() - t0
+    summary = StudySummary(
+        study_uid=task.study_uid,
+        study_version=task.study_version,
+        task_id=task_id,
+        provenance=provenance,
+        images=tuple(scores),
+        not_analyzed=tuple(not_analyzed),
+        breasts=breasts,
+        exam=exam,
+        result_files=tuple(files),
+        timings={
             "load_model_s": round(load_s, 4),
-            "preprocess_s": round(preprocess_s, 4),
-            "predict_s": round(predict_s, 4),
+            **{k: round(v, 4) for k, v in timings.items()},
             "total_s": round(time.perf_counter() - started, 4),
         },
-    }
+    )
+    return summary

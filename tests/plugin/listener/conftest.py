@@ -20,8 +20,9 @@ from pynetdicom import AE, _config
 from pynetdicom.sop_class import Verification
 
 from plugin.config import Settings
+from plugin.coordinator import Coordinator, CoordinatorTiming
 from plugin.index import Index, SqliteIndex
-from plugin.listener import Coordinator, CoordinatorTiming, Listener
+from plugin.listener import Listener
 from plugin.spool import Spool
 
 CALLING_AE = "TESTSCU"

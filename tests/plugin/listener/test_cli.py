@@ -138,7 +138,7 @@ def test_status_overview_and_study(cli_env: Service) -> None:
     uid = study[0].StudyInstanceUID
     sr = text_sr(uid)
     store(cli_env.port, [*study, sr])
-    from plugin.listener import Coordinator, CoordinatorTiming
+    from plugin.coordinator import Coordinator, CoordinatorTiming
 
     Coordinator(cli_env.index, cli_env.spool, CoordinatorTiming(0.0, 0.0, 7.0)).run_once()
     cli_env.index.transition(uid, StudyState.QUEUED, task_id="task-42")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from pydicom.uid import generate_uid
 
+from plugin.coordinator import Coordinator, CoordinatorTiming
 from plugin.index import StudyState
-from plugin.listener import Coordinator, CoordinatorTiming
 from tests.plugin.listener.conftest import Service, store, wait_until
 from tests.plugin.listener.dicom_data import four_view_study, mg_image, save, text_sr
 

@@ -23,9 +23,9 @@ from pydicom.filewriter import write_dataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pynetdicom.dimse_primitives import C_STORE
 
+from plugin.coordinator import Coordinator, CoordinatorTiming
+from plugin.coordinator.loop import EMPTIED_STUDY
 from plugin.index import StudyState
-from plugin.listener import Coordinator, CoordinatorTiming
-from plugin.listener.coordinator import EMPTIED_STUDY
 from tests.plugin.listener.conftest import (
     Service,
     raw_file,

@@ -17,7 +17,7 @@ from pynetdicom import _config
 from structlog.testing import capture_logs
 
 from plugin.index import StudyState
-from tests.plugin.listener.conftest import Service, echo, scu, store
+from tests.plugin.listener.conftest import Service, echo, scu, store, wait_until
 from tests.plugin.listener.dicom_data import MG_FOR_PRESENTATION, four_view_study, save
 
 
@@ -61,6 +61,7 @@ def test_calling_ae_outside_whitelist_is_rejected(service: Service) -> None:
     ae.add_requested_context(MG_FOR_PRESENTATION)
     assoc = ae.associate("127.0.0.1", service.port, ae_title="BRGAN")
     assert assoc.is_rejected
+    wait_until(lambda: service.index.associations())  # recorded by the server's event thread
     audit = service.index.associations()[0]
     assert audit.calling_ae == "INTRUDER" and audit.outcome == "rejected"
     assert audit.last_failure == "calling AE title not allowed"

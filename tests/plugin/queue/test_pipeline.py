@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from plugin.config import Settings
+from plugin.coordinator import Coordinator, CoordinatorTiming
+from plugin.coordinator.dispatcher import Dispatcher
 from plugin.index import StudyState
-from plugin.listener import Coordinator, CoordinatorTiming
-from plugin.queue.dispatcher import Dispatcher
 from tests.helpers import make_tiny_registry, write_synth_studies
 from tests.plugin.cli import run_cli
 from tests.plugin.listener.conftest import (

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import redis
 
+from plugin.coordinator import Coordinator, CoordinatorTiming
+from plugin.coordinator.dispatcher import Dispatcher
 from plugin.index import StudyState
-from plugin.listener import Coordinator, CoordinatorTiming
 from plugin.queue.app import GPU_QUEUE
-from plugin.queue.dispatcher import Dispatcher
 from tests.helpers import make_tiny_registry, write_synth_studies
 from tests.plugin.listener.conftest import free_port, make_settings, start, wait_until
 from tests.plugin.queue.test_pipeline import _redis_server, _storescu

@@ -49,3 +49,26 @@ def test_real_files_as_one_study(real_mg_dir: Path) -> None:
     plan = plan_study([gh133])
     assert plan.pairs == ()
     assert plan.not_analyzed == {gh133.sop_instance_uid: "no contralateral view (no L MLO)"}
+
+
+def test_study_rules_and_preprocessing_agree_on_laterality_and_view(
+    real_mg_dir: Path, tmp_path: Path
+) -> None:
+    """The worker orients by the laterality the study rules decided (passed in the task); the
+    header reading kept for standalone use (`brgan preview`) must give the same answer on every
+    fixture, real and synthetic, wherever the study rules found one."""
+    from brgan_core.preprocess.pipeline import read_header as preprocess_header
+    from tests.helpers import write_synth_studies
+
+    paths = sorted(real_mg_dir.glob("*.dcm"))
+    paths += [Path(r["path"]) for r in write_synth_studies(tmp_path, patients=1, seed=4)]
+    checked = 0
+    for path in paths:
+        rules = classify(read_header(path))
+        header = preprocess_header(pydicom.dcmread(path, stop_before_pixels=True), str(path))
+        if rules.laterality is not None:
+            assert header.laterality == rules.laterality, path.name
+            checked += 1
+        if rules.view in ("CC", "MLO", "ML", "XCCL"):
+            assert header.view == rules.view, path.name
+    assert checked >= 6

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 from PIL import Image
 
@@ -58,17 +59,49 @@ def test_four_pairs_scored(study: tuple[Path, list[dict[str, str]]]) -> None:
         assert 0.0 <= image["p_malignant"] <= 1.0
         heatmap = np.asarray(Image.open(image["heatmap_path"]))
         source = next(r for r in rows if r["sop_instance_uid"] == image["sop_instance_uid"])
-        import pydicom
-
         ds = pydicom.dcmread(source["path"], stop_before_pixels=True)
         assert heatmap.shape == (ds.Rows, ds.Columns)  # mapped back onto the original grid
-        if image["region"] is not None:
-            x0, y0, x1, y1 = image["region"]
-            assert 0 <= x0 < x1 <= ds.Columns and 0 <= y0 < y1 <= ds.Rows
+        if image["region"] is not None:  # a closed outline on the stored pixel grid
+            points = np.array(image["region"])
+            assert (points[0] == points[-1]).all()
+            assert (points >= 0).all() and (points[:, 0] <= ds.Columns).all()
+            assert (points[:, 1] <= ds.Rows).all()
     scores = [i["p_malignant"] for i in result["images"]]
     assert result["exam"] == pytest.approx(max(scores))
-    assert result["model"]["research_only"] is True
+    assert result["provenance"]["research_only"] is True
+    assert result["provenance"]["synthetic_training"] is True  # the tiny test model says so
     assert result["timings"]["total_s"] > 0
+    kinds = sorted(f["kind"] for f in result["result_files"])
+    assert kinds == ["cad_sr", "heatmap_sc", "heatmap_sc", "heatmap_sc", "heatmap_sc",
+                     "summary_sc", "tid1500_sr"]  # fmt: skip
+    for item in result["result_files"]:
+        ds = pydicom.dcmread(item["path"])
+        assert ds.SOPInstanceUID == item["sop_instance_uid"]
+        assert ds.StudyInstanceUID == rows[0]["study_uid"]
+
+
+def test_a_redelivered_task_writes_byte_identical_objects(
+    study: tuple[Path, list[dict[str, str]]], tmp_path: Path
+) -> None:
+    """Deterministic UIDs and Content Date/Time from the task: running it twice (a worker died
+    after writing, the task was redelivered) gives the same bytes."""
+    import hashlib
+
+    from plugin.queue.contract import StudyTask
+
+    _, rows = study
+    settings = load_settings(data_dir=tmp_path / "data")
+    version, sha = make_tiny_registry(settings.registry_path)
+    payload = StudyTask.from_json(_payload(rows, version, sha)).to_json()
+    payload["schema"], payload["queued_at"] = 2, 1_764_000_000.0
+    first = analyze_study_payload(payload, settings, task_id="t3")
+    digests = {f["path"]: hashlib.sha256(Path(f["path"]).read_bytes()).hexdigest()
+               for f in first["result_files"]}  # fmt: skip
+    second = analyze_study_payload(payload, settings, task_id="t3")
+    assert [f["sha256"] for f in second["result_files"]] == [
+        f["sha256"] for f in first["result_files"]
+    ]
+    assert digests == {f["path"]: f["sha256"] for f in second["result_files"]}
 
 
 def test_undecodable_image_is_not_analyzed_with_reason(
@@ -89,6 +122,8 @@ def test_undecodable_image_is_not_analyzed_with_reason(
     partner = payload["pairs"][0]["contralateral"]["sop_instance_uid"]
     assert "contralateral view could not be decoded" in reasons[partner]
     assert len(result["images"]) == 2
+    # the summary SC and the SRs still list the two images that were not analyzed
+    assert {f["kind"] for f in result["result_files"]} >= {"tid1500_sr", "summary_sc"}
 
 
 def test_wrong_model_hash_is_refused(study: tuple[Path, list[dict[str, str]]], tmp_path) -> None:

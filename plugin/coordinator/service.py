@@ -13,14 +13,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from plugin.config import Settings
-from plugin.index import Index, SqliteIndex
-from plugin.listener.coordinator import (
+from plugin.coordinator.loop import (
     Coordinator,
     CoordinatorTiming,
     RecoveryReport,
     StudyReadyHook,
     log_only_hook,
 )
+from plugin.index import Index, SqliteIndex
 from plugin.listener.server import Listener, route_temp_files
 from plugin.logging import get_logger
 from plugin.spool import Spool

@@ -32,11 +32,21 @@ from celery import Celery
 from brgan_core.checkpoint import CheckpointError
 from brgan_core.registry import Registry
 from plugin.config import Settings
-from plugin.index import Index, StudyRow, StudyState
+from plugin.index import Index, InstanceRow, PairRow, StudyRow, StudyState
 from plugin.index.once import ErrorOnce
 from plugin.logging import get_logger
 from plugin.queue.app import make_celery, queue_depth, send_analyze_study, task_id_for
-from plugin.worker.analysis import PAYLOAD_SCHEMA
+from plugin.queue.contract import (
+    ContractError,
+    ImageRef,
+    ModelRef,
+    NotAnalyzed,
+    ResultFile,
+    StudySummary,
+    StudyTask,
+    TaskPair,
+)
+from plugin.study.classify import OWN_OBJECT_REASON
 
 log = get_logger(__name__)
 
@@ -106,9 +116,9 @@ class Dispatcher:
         except CheckpointError as exc:
             self._error_once(study, f"not queued: {exc}")
             return
-        paths = {row.sop_instance_uid: row.path for row in self.index.instances(study_uid)}
+        instances = {row.sop_instance_uid: row for row in self.index.instances(study_uid)}
         missing = sorted(
-            ({p.target_uid for p in pairs} | {p.contralateral_uid for p in pairs}) - set(paths)
+            ({p.target_uid for p in pairs} | {p.contralateral_uid for p in pairs}) - set(instances)
         )
         if missing:
             # An image of the plan arrived again under another study (the latest arrival
@@ -121,24 +131,9 @@ class Dispatcher:
             )
             log.warning("study_replanned", study_uid=study_uid, missing=len(missing))
             return
-        payload = {
-            "schema": PAYLOAD_SCHEMA,
-            "study_uid": study_uid,
-            "study_version": version,
-            "model": {"version": model_version, "sha256": sha256},
-            "pairs": [
-                {
-                    "target": {"sop_instance_uid": p.target_uid, "path": paths[p.target_uid]},
-                    "contralateral": {
-                        "sop_instance_uid": p.contralateral_uid,
-                        "path": paths[p.contralateral_uid],
-                    },
-                    "laterality": p.laterality,
-                    "view": p.view,
-                }
-                for p in pairs
-            ],
-        }
+        queued_at = study.queued_at or time.time()
+        task = build_task(study, pairs, instances, ModelRef(model_version, sha256), queued_at)
+        payload = task.to_json()
         uids = sorted({p.target_uid for p in pairs} | {p.contralateral_uid for p in pairs})
         task_id = task_id_for(f"{study_uid}#v{version}", uids, model_version)
         try:
@@ -152,6 +147,7 @@ class Dispatcher:
             expected=StudyState.READY,
             task_id=task_id,
             model_version=model_version,
+            queued_at=queued_at,
         )
         self._queued_at[study_uid] = self.clock()
         self.errors.clear("queue", "not_queued", study_uid)
@@ -269,48 +265,53 @@ class Dispatcher:
         if fresh is not None:
             self.on_study_ready(fresh.study_uid, fresh.version)
 
-    def _record(self, study: StudyRow, summary: Any) -> None:
-        if not isinstance(summary, dict) or summary.get("study_version") != study.version:
+    def _record(self, study: StudyRow, raw: Any) -> None:
+        try:
+            summary = StudySummary.from_json(raw)
+        except ContractError as exc:
             self.index.transition(
-                study.study_uid, StudyState.FAILED, error="malformed or stale task result"
+                study.study_uid, StudyState.FAILED, error=f"malformed task result: {exc}"
             )
             return
+        if summary.study_version != study.version or summary.study_uid != study.study_uid:
+            self.index.transition(study.study_uid, StudyState.FAILED, error="stale task result")
+            return
+        model = summary.provenance.to_json()
+        targets = {p.target_uid for p in self.index.pairs(study.study_uid, study.version)}
         scores: dict[str, str] = {}
-        for image in summary.get("images", []):
-            scores[image["sop_instance_uid"]] = json.dumps(
-                {
-                    "status": "analyzed",
-                    "p_malignant": image["p_malignant"],
-                    "positive": image.get("positive"),
-                    "region": image.get("region"),
-                    "heatmap_path": image.get("heatmap_path"),
-                    "model": summary.get("model"),
-                }
+        for image in summary.images:
+            scores[image.sop_instance_uid] = json.dumps(
+                {"status": "analyzed", **image.to_json(), "model": model}
             )
-        for failure in summary.get("not_analyzed", []):
-            scores[failure["sop_instance_uid"]] = json.dumps(
-                {"status": "not analyzed", "reason": failure["reason"]}
-            )
+        failed_targets = 0
+        for failure in summary.not_analyzed:
+            if failure.sop_instance_uid in targets and failure.sop_instance_uid not in scores:
+                failed_targets += 1
+                scores[failure.sop_instance_uid] = json.dumps(
+                    {"status": "not analyzed", "reason": failure.reason}
+                )
         self.index.record_scores(study.study_uid, study.version, scores)
         self.index.record_result(
             study.study_uid,
             study.version,
             json.dumps(
                 {
-                    "exam": summary.get("exam"),
-                    "breasts": summary.get("breasts"),
-                    "model": summary.get("model"),
-                    "timings": summary.get("timings"),
-                    "task_id": summary.get("task_id"),
+                    "exam": summary.exam,
+                    "breasts": summary.breasts,
+                    "model": model,
+                    "timings": summary.timings,
+                    "task_id": summary.task_id,
+                    "not_analyzed": {n.sop_instance_uid: n.reason for n in summary.not_analyzed},
+                    "result_files": [r.to_json() for r in summary.result_files],
                 }
             ),
         )
-        analyzed = len(summary.get("images", []))
+        analyzed = len(summary.images)
         if analyzed == 0:
             # Kept "failed" (its spool files stay for `brgan reprocess`): the worker cannot yet
             # tell an undecodable image from a spool it cannot read.
             target = StudyState.FAILED
-        elif summary.get("not_analyzed"):
+        elif failed_targets:
             target = StudyState.PARTIALLY_ANALYZED
         else:
             target = StudyState.DONE
@@ -322,11 +323,74 @@ class Dispatcher:
             version=study.version,
             state=str(target),
             images=analyzed,
-            exam=summary.get("exam"),
-            total_s=summary.get("timings", {}).get("total_s"),
+            result_files=len(summary.result_files),
+            exam=summary.exam,
+            total_s=summary.timings.get("total_s"),
         )
 
 
 def _short(value: Any) -> str:
     text = f"{type(value).__name__}: {value}" if isinstance(value, BaseException) else str(value)
     return text.splitlines()[0][:300] if text else "unknown error"
+
+
+def _orientation(row: InstanceRow) -> tuple[str, str] | None:
+    header = json.loads(row.header_json or "{}")
+    values = header.get("patient_orientation") or []
+    return (str(values[0]), str(values[1])) if len(values) == 2 else None
+
+
+def _ref(row: InstanceRow, laterality: str | None, view: str | None) -> ImageRef:
+    """An image as the study rules decided it (laterality/view of the plan, not re-read)."""
+    return ImageRef(
+        row.sop_instance_uid,
+        row.path,
+        laterality or row.laterality or "",
+        view or row.view or "",
+        _orientation(row),
+    )
+
+
+def build_task(
+    study: StudyRow,
+    pairs: list[PairRow],
+    instances: dict[str, InstanceRow],
+    model: ModelRef,
+    queued_at: float,
+) -> StudyTask:
+    """The :class:`StudyTask` of a ready study: its pairs, every not-analyzed image of the plan
+    with its reason, and the result objects of earlier versions it supersedes."""
+    other = {"L": "R", "R": "L"}
+    task_pairs = tuple(
+        TaskPair(
+            _ref(instances[p.target_uid], p.laterality, p.view),
+            _ref(instances[p.contralateral_uid], other.get(p.laterality or ""), p.view),
+        )
+        for p in pairs
+    )
+    plan = json.loads(study.plan_json) if study.plan_json else {}
+    not_analyzed = tuple(
+        NotAnalyzed(
+            uid,
+            reason,
+            instances[uid].path if uid in instances else None,
+            instances[uid].laterality if uid in instances else None,
+            instances[uid].view if uid in instances else None,
+        )
+        for uid, reason in sorted((plan.get("not_analyzed") or {}).items())
+        if reason != OWN_OBJECT_REASON  # our own results coming back are not "not analyzed"
+    )
+    supersedes = tuple(
+        ResultFile.from_json(item, "superseded")
+        for item in json.loads(study.superseded_json or "[]")
+        if isinstance(item, dict) and "series_instance_uid" in item
+    )
+    return StudyTask(
+        study_uid=study.study_uid,
+        study_version=study.version,
+        queued_at=queued_at,
+        model=model,
+        pairs=task_pairs,
+        not_analyzed=not_analyzed,
+        supersedes=supersedes,
+    )
