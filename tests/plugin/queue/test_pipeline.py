@@ -235,3 +235,48 @@ def test_partial_study_stable_age_not_analyzed_reasons(pipeline: tuple[Service, 
     assert "no contralateral view" in json.dumps(
         plan.get("not_analyzed", {}).get(l_mlo["sop_instance_uid"])
     )
+
+
+def test_two_workers_share_the_load_and_a_new_model_needs_no_restart(tmp_path: Path) -> None:
+    """Two `brgan worker` processes on one Redis both take tasks; activating a new model
+    version reaches the running workers through the next task (it names the version)."""
+    if shutil.which("storescu") is None or shutil.which("redis-server") is None:
+        pytest.skip("dcmtk storescu and redis-server are needed (scripts/test installs them)")
+    port = free_port()
+    redis_proc = _redis_server(port, tmp_path / "redis.log")
+    settings = make_settings(
+        tmp_path / "data", broker_url=f"redis://127.0.0.1:{port}/0", requeue_after=60.0
+    )
+    make_tiny_registry(settings.registry_path)
+    workers = [_worker(settings, tmp_path / f"worker{i}.log") for i in range(2)]
+    svc = start(settings)
+    try:
+        dispatcher = _with_dispatcher(svc)
+        rows = write_synth_studies(tmp_path / "synth", patients=4, seed=41)
+        _storescu(svc.port, [r["path"] for r in rows])
+        studies = sorted({r["study_uid"] for r in rows})
+        for uid in studies:
+            _wait_state(svc, uid, StudyState.DONE, tmp_path, timeout=240)
+        names = {dispatcher.app.AsyncResult(svc.index.get_study(u).task_id).worker for u in studies}
+        assert len(names - {None}) == 2, f"tasks ran on {names}"
+
+        version, _ = make_tiny_registry(settings.registry_path, seed=1)  # registers + activates
+        assert version != "v1"
+        svc.index.open_new_version(studies[0])  # what `brgan reprocess` does
+        wait_until(
+            lambda: (
+                (s := svc.index.get_study(studies[0])).version == 2 and s.state == StudyState.DONE
+            ),
+            timeout=120,
+        )
+        study = svc.index.get_study(studies[0])
+        assert study.model_version == version
+        assert json.loads(study.result_json)["model"]["model_version"] == version
+        assert all(w.poll() is None for w in workers)  # never restarted
+    finally:
+        svc.stop()
+        for w in workers:
+            w.terminate()
+            w.wait(20)
+        redis_proc.terminate()
+        redis_proc.wait(10)
