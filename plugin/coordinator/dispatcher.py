@@ -46,7 +46,7 @@ from plugin.queue.contract import (
     StudyTask,
     TaskPair,
 )
-from plugin.study.classify import OWN_OBJECT_REASON
+from plugin.study.classify import OWN_OBJECT_REASON, is_image_class
 
 log = get_logger(__name__)
 
@@ -108,7 +108,7 @@ class Dispatcher:
         if study is None or study.state != StudyState.READY or study.version != version:
             return
         pairs = self.index.pairs(study_uid, version)
-        if not pairs:
+        if not pairs and not self._report_without_pairs(study):
             self._close_not_analyzed(study)
             return
         try:
@@ -135,6 +135,8 @@ class Dispatcher:
         task = build_task(study, pairs, instances, ModelRef(model_version, sha256), queued_at)
         payload = task.to_json()
         uids = sorted({p.target_uid for p in pairs} | {p.contralateral_uid for p in pairs})
+        if not uids:  # a report-only task: the not-analyzed images name it
+            uids = sorted(n.sop_instance_uid for n in task.not_analyzed)
         task_id = task_id_for(f"{study_uid}#v{version}", uids, model_version)
         try:
             send_analyze_study(self.app, payload, task_id)
@@ -186,6 +188,20 @@ class Dispatcher:
             )
         else:
             self.errors.clear("queue", step, study.study_uid)
+
+    def _report_without_pairs(self, study: StudyRow) -> bool:
+        """A study with no pair still gets its "not analyzed" result objects (SRs and summary,
+        image by image, issue 9 §2) when it holds at least one image that is not ours; a study
+        of non-images only (a lone SR, our own results) is closed without a task."""
+        if not self.settings.write_not_analyzed_sr:
+            return False
+        plan = json.loads(study.plan_json) if study.plan_json else {}
+        reasons = plan.get("not_analyzed") or {}
+        return any(
+            is_image_class(row.sop_class_uid)
+            and reasons.get(row.sop_instance_uid) != OWN_OBJECT_REASON
+            for row in self.index.instances(study.study_uid)
+        )
 
     def _close_not_analyzed(self, study: StudyRow) -> None:
         """A ready study whose plan has no pair (a unilateral study, a lone SR, …): final state
@@ -307,7 +323,9 @@ class Dispatcher:
             ),
         )
         analyzed = len(summary.images)
-        if analyzed == 0:
+        if not targets:  # a report-only task: nothing could be paired, every reason recorded
+            target = StudyState.NOT_ANALYZED
+        elif analyzed == 0:
             # Kept "failed" (its spool files stay for `brgan reprocess`): the worker cannot yet
             # tell an undecodable image from a spool it cannot read.
             target = StudyState.FAILED
@@ -315,7 +333,7 @@ class Dispatcher:
             target = StudyState.PARTIALLY_ANALYZED
         else:
             target = StudyState.DONE
-        self.index.transition(study.study_uid, target)
+        self.index.transition(study.study_uid, target, error=None if targets else NO_PAIR)
         self._queued_at.pop(study.study_uid, None)
         log.info(
             "study_scored",

@@ -160,6 +160,11 @@ def _sop_class_name(uid: str) -> str:
     return name if name and name != uid else (uid or "unknown SOP class")
 
 
+def is_image_class(uid: str) -> bool:
+    """Whether a SOP class holds an image (its name is an "… Image Storage" class)."""
+    return _is_image_class(uid)
+
+
 def _is_image_class(uid: str) -> bool:
     if uid in _OTHER_IMAGE_CLASSES:
         return True

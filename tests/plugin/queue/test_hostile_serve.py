@@ -124,6 +124,11 @@ def test_hostile_senders_do_not_stop_the_service(tmp_path: Path) -> None:
         reasons = json.loads(lone.result_json)["not_analyzed"]
         assert set(reasons) == {r["sop_instance_uid"] for r in unilateral}
         assert all("no contralateral" in why for why in reasons.values())
+        # ... and its "not analyzed" result objects, so "not read by the AI" is never mistaken
+        # for "nothing found"; the lone SR (no image) is closed without any.
+        kinds = {f["kind"] for f in json.loads(lone.result_json)["result_files"]}
+        assert {"tid1500_sr", "cad_sr", "summary_sc"} <= kinds and "heatmap_sc" not in kinds
+        assert "result_files" not in json.loads(index.get_study(sr_study).result_json)
         sr_reasons = json.loads(index.get_study(sr_study).result_json)["not_analyzed"]
         assert [why.split(" (")[0] for why in sr_reasons.values()] == ["not an image"]
         assert not [e for e in index.errors(50) if e.source == "coordinator"]
