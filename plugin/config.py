@@ -122,6 +122,15 @@ class Settings(BaseSettings):
         default=None, description="Model version to use; default: the registry's active one."
     )
     device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="Worker device.")
+    worker_heartbeat: float = Field(
+        default=10.0, gt=0, description="Seconds between a running task's heartbeats."
+    )
+    worker_lease: float = Field(
+        default=90.0,
+        gt=0,
+        description="A started task whose heartbeat is older than this is taken for lost with "
+        "its worker (SIGKILL, OOM, power) and re-sent under the same id.",
+    )
     requeue_after: float = Field(
         default=900.0,
         ge=0,

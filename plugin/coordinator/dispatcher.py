@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import Celery
 
@@ -34,6 +34,9 @@ from brgan_core.registry import Registry
 from plugin.config import Settings
 from plugin.index import Index, InstanceRow, PairRow, StudyRow, StudyState
 from plugin.index.once import ErrorOnce
+
+if TYPE_CHECKING:
+    from plugin.coordinator.outbox import Outbox
 from plugin.logging import get_logger
 from plugin.queue.app import make_celery, queue_depth, send_analyze_study, task_id_for
 from plugin.queue.contract import (
@@ -92,13 +95,17 @@ class Dispatcher:
         index: Index,
         app: Celery | None = None,
         clock: Callable[[], float] = time.time,
+        outbox: Outbox | None = None,
     ) -> None:
         self.settings = settings
         self.index = index
         self.app = app or make_celery(settings)
         self.registry = Registry(settings.registry_path)
         self.clock = clock
+        self.outbox = outbox
         self._queued_at: dict[str, float] = {}
+        self._started_seen: dict[str, float] = {}  # first time a task was seen started
+        self._requeued_at: dict[str, float] = {}
         self.errors = ErrorOnce(index)
 
     # -- coordinator hooks ----------------------------------------------------------------
@@ -259,10 +266,44 @@ class Dispatcher:
             error = f"analysis task failed: {_short(result.result)}"
             self.index.transition(study.study_uid, StudyState.FAILED, error=error)
             self.index.record_error("worker", error, study_uid=study.study_uid)
-        elif state in ("STARTED", "RETRY") and study.state == StudyState.QUEUED:
-            self.index.transition(study.study_uid, StudyState.RUNNING, expected=StudyState.QUEUED)
+        elif state in ("STARTED", "RETRY"):
+            if study.state == StudyState.QUEUED:
+                study = self.index.transition(
+                    study.study_uid, StudyState.RUNNING, expected=StudyState.QUEUED
+                )
+            self._check_lease(study, result.info)
         elif state == "PENDING":
             self._maybe_requeue(study)
+
+    def _check_lease(self, study: StudyRow, info: Any) -> None:
+        """A started task whose worker stopped beating is lost (SIGKILL, power, OOM): the
+        broker would redeliver it only after its visibility timeout (an hour), and kombu's
+        filesystem transport never (it deletes a message when it is read). Re-send it under
+        the same id; the result objects are deterministic and the outbox sends each once."""
+        now = time.time()
+        beat = info.get("heartbeat") if isinstance(info, dict) else None
+        seen = self._started_seen.setdefault(study.study_uid, now)
+        last = max(float(beat) if isinstance(beat, int | float) else seen, seen)
+        last = max(last, self._requeued_at.get(study.study_uid, 0.0))
+        if now - last < self.settings.worker_lease:
+            return
+        worker = info.get("hostname") if isinstance(info, dict) else None
+        self.index.transition(
+            study.study_uid,
+            StudyState.READY,
+            error=f"worker lost (no heartbeat for {now - last:.0f} s); re-queued",
+        )
+        self._requeued_at[study.study_uid] = now
+        self._started_seen.pop(study.study_uid, None)
+        self.index.record_error(
+            "worker",
+            f"task {study.task_id} lost with its worker {worker or '?'}; re-queued",
+            study_uid=study.study_uid,
+        )
+        log.warning("task_lost_requeued", study_uid=study.study_uid, task_id=study.task_id)
+        fresh = self.index.get_study(study.study_uid)
+        if fresh is not None:
+            self.on_study_ready(fresh.study_uid, fresh.version)
 
     def _maybe_requeue(self, study: StudyRow) -> None:
         since = self._queued_at.setdefault(study.study_uid, self.clock())
@@ -335,6 +376,10 @@ class Dispatcher:
             target = StudyState.DONE
         self.index.transition(study.study_uid, target, error=None if targets else NO_PAIR)
         self._queued_at.pop(study.study_uid, None)
+        self._started_seen.pop(study.study_uid, None)
+        self._requeued_at.pop(study.study_uid, None)
+        if self.outbox is not None:
+            self.outbox.enqueue(study.study_uid, study.version, list(summary.result_files))
         log.info(
             "study_scored",
             study_uid=study.study_uid,

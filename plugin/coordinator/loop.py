@@ -26,10 +26,13 @@ ready study stays ``ready``. No scores are ever made up here.
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from plugin.errors import PluginError
 from plugin.index import (
@@ -67,6 +70,26 @@ EMPTIED_STUDY = (
 def log_only_hook(study_uid: str, version: int) -> None:
     """Default ``on_study_ready``: no queue is plugged in yet; the study stays ``ready``."""
     log.info("study_ready_not_queued", study_uid=study_uid, version=version)
+
+
+_TASK_FOLDER = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def _purge_result_folders(study: StudyRow) -> int:
+    """Delete the ``<results>/<task id>/`` folders of every version of the study (only folders
+    named like a task id, holding the files its result records list)."""
+    paths: list[str] = []
+    for text in (study.result_json, study.superseded_json):
+        data = json.loads(text) if text else None
+        items = data.get("result_files", []) if isinstance(data, dict) else data or []
+        paths += [str(item.get("path")) for item in items if isinstance(item, dict)]
+    folders = {Path(p).parent for p in paths if p}
+    removed = 0
+    for folder in folders:
+        if _TASK_FOLDER.match(folder.name) and folder.is_dir():
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    return removed
 
 
 @dataclass
@@ -287,14 +310,17 @@ class Coordinator:
 
     # -- retention --------------------------------------------------------------------------
     def purge_expired(self) -> int:
-        """Delete spool files of studies finished ``retention_days`` ago; returns studies."""
+        """Delete the spool files and result folders of studies finished ``retention_days``
+        ago whose result objects every destination acknowledged (or an admin abandoned);
+        returns how many studies were purged."""
         cutoff = self.clock() - self.timing.retention_days * 86400.0
         purged = 0
         for study in self.index.due_for_purge(cutoff):
             files = self.spool.purge_study(study.study_uid)
+            results = _purge_result_folders(study)
             self.index.mark_purged(study.study_uid)
             purged += 1
-            log.info("study_purged", study_uid=study.study_uid, files=files)
+            log.info("study_purged", study_uid=study.study_uid, files=files, results=results)
         superseded = self.spool.purge_superseded(cutoff)
         if superseded:
             log.info("superseded_files_purged", files=superseded)

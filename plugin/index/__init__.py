@@ -11,12 +11,16 @@ from pathlib import Path
 from plugin.index.base import Index
 from plugin.index.model import (
     FINAL_STATES,
+    OUTBOX_SETTLED,
     TRANSITIONS,
     AssociationRow,
     ErrorRow,
     IllegalTransition,
     InstanceRecord,
     InstanceRow,
+    OutboxItem,
+    OutboxRow,
+    OutboxState,
     PairRow,
     StudyIndexError,
     StudyRow,
@@ -34,6 +38,7 @@ def open_index(path: Path, *, readonly: bool = False) -> Index:
 
 __all__ = [
     "FINAL_STATES",
+    "OUTBOX_SETTLED",
     "TRANSITIONS",
     "AssociationRow",
     "ErrorRow",
@@ -41,6 +46,9 @@ __all__ = [
     "Index",
     "InstanceRecord",
     "InstanceRow",
+    "OutboxItem",
+    "OutboxRow",
+    "OutboxState",
     "PairRow",
     "SqliteIndex",
     "StudyIndexError",

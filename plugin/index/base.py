@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from plugin.index.model import (
     AssociationRow,
     ErrorRow,
     InstanceRecord,
     InstanceRow,
+    OutboxItem,
+    OutboxRow,
+    OutboxState,
     PairRow,
     StudyRow,
     StudyState,
@@ -175,6 +179,60 @@ class Index(ABC):
         status: int | None = None,
     ) -> None:
         """Keep an operational error (no PHI) for ``brgan status``."""
+
+    # -- outbox (coordinator; DESIGN.md step 8) ----------------------------------------------
+    @abstractmethod
+    def enqueue_outbox(self, items: Sequence[OutboxItem], destinations: Sequence[str]) -> int:
+        """One pending row per item and destination; an item already queued for a destination
+        (same SOP Instance UID) is not queued again. Returns how many rows were added."""
+
+    @abstractmethod
+    def outbox_due(self, destination: str, now: float, limit: int = 50) -> list[OutboxRow]:
+        """Pending rows of a destination whose next attempt is due, oldest first."""
+
+    @abstractmethod
+    def record_send(
+        self,
+        row_id: int,
+        state: OutboxState,
+        *,
+        status: int | None,
+        detail: str | None,
+        next_attempt_at: float | None = None,
+    ) -> None:
+        """The outcome of one attempt (attempts + 1)."""
+
+    @abstractmethod
+    def outbox_rows(
+        self,
+        *,
+        states: Iterable[OutboxState] | None = None,
+        destination: str | None = None,
+        study_uid: str | None = None,
+        ids: Iterable[int] | None = None,
+        limit: int | None = None,
+    ) -> list[OutboxRow]: ...
+
+    @abstractmethod
+    def set_outbox_state(
+        self,
+        state: OutboxState,
+        *,
+        states: Iterable[OutboxState] | None = None,
+        destination: str | None = None,
+        study_uid: str | None = None,
+        ids: Iterable[int] | None = None,
+    ) -> int:
+        """Resend (``PENDING``: due now, attempts and retry window reset) or abandon rows that
+        match every given filter; returns how many changed."""
+
+    @abstractmethod
+    def outbox_summary(self) -> dict[str, dict[str, Any]]:
+        """Per destination: the count of each state and the oldest pending row's creation."""
+
+    @abstractmethod
+    def outbox_holds(self, study_uid: str) -> bool:
+        """Whether a row of the study is still pending or failed (its files must stay)."""
 
     @abstractmethod
     def errors(self, limit: int = 10) -> list[ErrorRow]: ...

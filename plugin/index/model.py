@@ -179,3 +179,53 @@ class ErrorRow:
     study_uid: str | None = None
     sop_uid: str | None = None
     status: int | None = None
+
+
+class OutboxState(StrEnum):
+    """Where one result object is on its way to one destination (DESIGN.md step 8)."""
+
+    PENDING = "pending"  # to be sent (again) at next_attempt_at
+    DELIVERED = "delivered"  # the destination acknowledged it
+    FAILED = "failed"  # refused for good, or still failing when the retry window closed
+    ABANDONED = "abandoned"  # an admin gave up on it (`brgan outbox abandon`)
+
+
+#: States that no longer hold the study's files back from the retention purge.
+OUTBOX_SETTLED = frozenset({OutboxState.DELIVERED, OutboxState.ABANDONED})
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    """What to enqueue: one result object (the contract's ResultFile, flattened)."""
+
+    study_uid: str
+    study_version: int
+    kind: str
+    path: str
+    sop_instance_uid: str
+    sop_class_uid: str
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """One result object for one destination (unique per SOP Instance UID and destination:
+    a redelivered task's byte-identical object is never queued twice)."""
+
+    id: int
+    study_uid: str
+    study_version: int
+    kind: str
+    path: str
+    sop_instance_uid: str
+    sop_class_uid: str
+    sha256: str | None
+    destination: str
+    state: OutboxState
+    attempts: int
+    created_at: float
+    next_attempt_at: float
+    last_attempt_at: float | None
+    settled_at: float | None
+    last_status: int | None
+    last_detail: str | None

@@ -20,11 +20,15 @@ from typing import Any
 from plugin.index.base import Index
 from plugin.index.model import (
     FINAL_STATES,
+    OUTBOX_SETTLED,
     AssociationRow,
     ErrorRow,
     IllegalTransition,
     InstanceRecord,
     InstanceRow,
+    OutboxItem,
+    OutboxRow,
+    OutboxState,
     PairRow,
     StudyIndexError,
     StudyRow,
@@ -107,6 +111,28 @@ CREATE TABLE IF NOT EXISTS associations (
     instances_failed INTEGER NOT NULL DEFAULT 0,
     last_failure     TEXT
 );
+CREATE TABLE IF NOT EXISTS outbox (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    study_uid        TEXT NOT NULL,
+    study_version    INTEGER NOT NULL,
+    kind             TEXT NOT NULL,
+    path             TEXT NOT NULL,
+    sop_instance_uid TEXT NOT NULL,
+    sop_class_uid    TEXT NOT NULL,
+    sha256           TEXT,
+    destination      TEXT NOT NULL,
+    state            TEXT NOT NULL,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    created_at       REAL NOT NULL,
+    next_attempt_at  REAL NOT NULL,
+    last_attempt_at  REAL,
+    settled_at       REAL,
+    last_status      INTEGER,
+    last_detail      TEXT,
+    UNIQUE (sop_instance_uid, destination)
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox(state, next_attempt_at);
+CREATE INDEX IF NOT EXISTS outbox_study ON outbox(study_uid);
 CREATE TABLE IF NOT EXISTS errors (
     id        INTEGER PRIMARY KEY AUTOINCREMENT,
     at        REAL NOT NULL,
@@ -140,6 +166,11 @@ _ADDED_COLUMNS = (
     ("instances", "view_modifiers", "TEXT"),
     ("instances", "acquisition_datetime", "TEXT"),
 )
+_OUTBOX_COLS = (
+    "id, study_uid, study_version, kind, path, sop_instance_uid, sop_class_uid, sha256, "
+    "destination, state, attempts, created_at, next_attempt_at, last_attempt_at, settled_at, "
+    "last_status, last_detail"
+)
 _PAIR_COLS = (
     "study_uid, version, target_uid, contralateral_uid, laterality, view, score_json, scored_at"
 )
@@ -149,6 +180,12 @@ def _study(row: sqlite3.Row) -> StudyRow:
     data = dict(row)
     data["state"] = StudyState(data["state"])
     return StudyRow(**data)
+
+
+def _outbox(row: sqlite3.Row) -> OutboxRow:
+    data = dict(row)
+    data["state"] = OutboxState(data["state"])
+    return OutboxRow(**data)
 
 
 def _instance(row: sqlite3.Row) -> InstanceRow:
@@ -558,7 +595,10 @@ class SqliteIndex(Index):
     def due_for_purge(self, finished_before: float) -> list[StudyRow]:
         rows = self._query(
             f"SELECT {_STUDY_COLS} FROM studies WHERE state IN (?, ?, ?) AND purged_at IS NULL "
-            "AND finished_at IS NOT NULL AND finished_at < ? ORDER BY finished_at",
+            "AND finished_at IS NOT NULL AND finished_at < ? "
+            # Nothing goes while a result object still waits for a destination.
+            "AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.study_uid = studies.study_uid "
+            "AND o.state NOT IN ('delivered', 'abandoned')) ORDER BY finished_at",
             (
                 StudyState.DONE.value,
                 StudyState.PARTIALLY_ANALYZED.value,
@@ -657,6 +697,160 @@ class SqliteIndex(Index):
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (time.time(), source, message, study_uid, sop_uid, status),
             )
+
+    # -- outbox -------------------------------------------------------------------------------
+    def enqueue_outbox(self, items: Sequence[OutboxItem], destinations: Sequence[str]) -> int:
+        now = time.time()
+        with self._write() as conn:
+            before = conn.total_changes
+            conn.executemany(
+                "INSERT OR IGNORE INTO outbox(study_uid, study_version, kind, path, "
+                "sop_instance_uid, sop_class_uid, sha256, destination, state, created_at, "
+                "next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        i.study_uid,
+                        i.study_version,
+                        i.kind,
+                        i.path,
+                        i.sop_instance_uid,
+                        i.sop_class_uid,
+                        i.sha256,
+                        d,
+                        OutboxState.PENDING.value,
+                        now,
+                        now,
+                    )
+                    for i in items
+                    for d in destinations
+                ],
+            )
+            return conn.total_changes - before
+
+    def outbox_due(self, destination: str, now: float, limit: int = 50) -> list[OutboxRow]:
+        rows = self._query(
+            f"SELECT {_OUTBOX_COLS} FROM outbox WHERE destination = ? AND state = ? "
+            "AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?",
+            (destination, OutboxState.PENDING.value, now, limit),
+        )
+        return [_outbox(r) for r in rows]
+
+    def record_send(
+        self,
+        row_id: int,
+        state: OutboxState,
+        *,
+        status: int | None,
+        detail: str | None,
+        next_attempt_at: float | None = None,
+    ) -> None:
+        now = time.time()
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE outbox SET state = ?, attempts = attempts + 1, last_attempt_at = ?, "
+                "last_status = ?, last_detail = ?, next_attempt_at = COALESCE(?, "
+                "next_attempt_at), settled_at = CASE WHEN ? = 'pending' THEN NULL ELSE ? END "
+                "WHERE id = ?",
+                (
+                    OutboxState(state).value,
+                    now,
+                    status,
+                    detail,
+                    next_attempt_at,
+                    OutboxState(state).value,
+                    now,
+                    row_id,
+                ),
+            )
+
+    def outbox_rows(
+        self,
+        *,
+        states: Iterable[OutboxState] | None = None,
+        destination: str | None = None,
+        study_uid: str | None = None,
+        ids: Iterable[int] | None = None,
+        limit: int | None = None,
+    ) -> list[OutboxRow]:
+        sql, params = self._outbox_where(states, destination, study_uid, ids)
+        sql = f"SELECT {_OUTBOX_COLS} FROM outbox{sql} ORDER BY id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [_outbox(r) for r in self._query(sql, params)]
+
+    def set_outbox_state(
+        self,
+        state: OutboxState,
+        *,
+        states: Iterable[OutboxState] | None = None,
+        destination: str | None = None,
+        study_uid: str | None = None,
+        ids: Iterable[int] | None = None,
+    ) -> int:
+        where, params = self._outbox_where(states, destination, study_uid, ids)
+        now = time.time()
+        state = OutboxState(state)
+        with self._write() as conn:
+            if state == OutboxState.PENDING:  # resend: at once, with a fresh retry window
+                cur = conn.execute(
+                    "UPDATE outbox SET state = ?, next_attempt_at = ?, created_at = ?, "
+                    f"settled_at = NULL, attempts = 0{where}",
+                    (state.value, now, now, *params),
+                )
+            else:
+                cur = conn.execute(
+                    f"UPDATE outbox SET state = ?, settled_at = ?{where}",
+                    (state.value, now, *params),
+                )
+            return cur.rowcount
+
+    @staticmethod
+    def _outbox_where(
+        states: Iterable[OutboxState] | None,
+        destination: str | None,
+        study_uid: str | None,
+        ids: Iterable[int] | None,
+    ) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if states is not None:
+            wanted = [OutboxState(s).value for s in states]
+            clauses.append(f"state IN ({', '.join('?' * len(wanted)) or 'NULL'})")
+            params += wanted
+        if destination is not None:
+            clauses.append("destination = ?")
+            params.append(destination)
+        if study_uid is not None:
+            clauses.append("study_uid = ?")
+            params.append(study_uid)
+        if ids is not None:
+            wanted_ids = [int(i) for i in ids]
+            clauses.append(f"id IN ({', '.join('?' * len(wanted_ids)) or 'NULL'})")
+            params += wanted_ids
+        return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+    def outbox_summary(self) -> dict[str, dict[str, Any]]:
+        rows = self._query(
+            "SELECT destination, state, COUNT(*) AS n, MIN(created_at) AS oldest "
+            "FROM outbox GROUP BY destination, state"
+        )
+        out: dict[str, dict[str, Any]] = {}
+        for r in rows:
+            entry = out.setdefault(
+                r["destination"], {s.value: 0 for s in OutboxState} | {"oldest_pending": None}
+            )
+            entry[r["state"]] = r["n"]
+            if r["state"] == OutboxState.PENDING.value:
+                entry["oldest_pending"] = r["oldest"]
+        return out
+
+    def outbox_holds(self, study_uid: str) -> bool:
+        rows = self._query(
+            "SELECT 1 FROM outbox WHERE study_uid = ? AND state NOT IN (?, ?) LIMIT 1",
+            (study_uid, *(s.value for s in OUTBOX_SETTLED)),
+        )
+        return bool(rows)
 
     def errors(self, limit: int = 10) -> list[ErrorRow]:
         rows = self._query(

@@ -9,12 +9,29 @@ infrastructure faults fail the task.
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 from typing import Any
 
 from celery import Celery
 
 from plugin.config import Settings
 from plugin.queue.app import ANALYZE_STUDY
+
+
+def _beat(task: Any, stop: threading.Event, every: float) -> None:
+    """The task's lease: its STARTED state carries a heartbeat the coordinator checks
+    (``worker_lease``); a worker that dies stops beating, and the task is re-sent."""
+    while not stop.wait(every):
+        try:
+            task.update_state(
+                state="STARTED",
+                meta={"heartbeat": time.time(), "hostname": task.request.hostname,
+                      "pid": os.getpid()},
+            )  # fmt: skip
+        except Exception:  # a missed beat only shortens the lease; never fail the task
+            continue
 
 
 def register_tasks(app: Celery, settings: Settings) -> None:
@@ -24,4 +41,17 @@ def register_tasks(app: Celery, settings: Settings) -> None:
     def analyze_study(self: Any, payload: dict[str, Any]) -> dict[str, Any]:
         from plugin.worker.analysis import analyze_study_payload
 
-        return analyze_study_payload(payload, settings, task_id=self.request.id)
+        stop = threading.Event()
+        beating = threading.Thread(
+            target=_beat, args=(self, stop, settings.worker_heartbeat), daemon=True
+        )
+        self.update_state(
+            state="STARTED",
+            meta={"heartbeat": time.time(), "hostname": self.request.hostname, "pid": os.getpid()},
+        )
+        beating.start()
+        try:
+            return analyze_study_payload(payload, settings, task_id=self.request.id)
+        finally:
+            stop.set()
+            beating.join(5)

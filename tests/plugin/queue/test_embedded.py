@@ -78,3 +78,71 @@ def test_embedded_serve_scores_a_study_without_redis(tmp_path: Path) -> None:
         worker_log = (data / "worker.log").read_text(errors="replace")[-2000:]
     assert proc.returncode == 0, err[-2000:] + worker_log
     assert "embedded mode" in out and "stopped cleanly" in out
+
+
+def test_embedded_worker_sigkilled_mid_task_is_re_sent(tmp_path: Path) -> None:
+    """Embedded mode: kombu's filesystem transport deletes a message when it is read, so a
+    task whose worker child is SIGKILLed is gone for good unless the coordinator re-sends it
+    (lease on the task's heartbeat). The supervisor restarts the child; the study is done."""
+    if shutil.which("storescu") is None:
+        pytest.skip("dcmtk storescu is needed (scripts/test installs it)")
+    data = tmp_path / "data"
+    make_tiny_registry(data / "models")
+    port = free_port()
+    env = {
+        **os.environ,
+        "BRGAN_DATA_DIR": str(data),
+        "BRGAN_HOST": "127.0.0.1",
+        "BRGAN_PORT": str(port),
+        "BRGAN_ALLOWED_CALLING_AETS": json.dumps([CALLING_AE]),
+        "BRGAN_COMPLETE_GRACE": "0",
+        "BRGAN_COORDINATOR_INTERVAL": "0.1",
+        "BRGAN_WORKER_HEARTBEAT": "0.5",
+        "BRGAN_WORKER_LEASE": "5",
+    }
+    for key in ("BRGAN_BROKER_URL", "BRGAN_RESULT_BACKEND", "BRGAN_CONFIG"):
+        env.pop(key, None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "plugin.cli.main", "serve"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for_port(port)
+        rows = write_synth_studies(tmp_path / "synth", patients=1, seed=22)
+        subprocess.run(
+            ["storescu", "-aet", CALLING_AE, "-aec", "BRGAN", "127.0.0.1", str(port)]
+            + [r["path"] for r in rows],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        study_uid = rows[0]["study_uid"]
+        index = SqliteIndex(data / "index.sqlite3", readonly=True)
+        try:
+            wait_until(
+                lambda: (
+                    (s := index.get_study(study_uid)) is not None and s.state == StudyState.RUNNING
+                ),
+                timeout=120,
+            )
+            children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+            assert children, "no embedded worker child"
+            for pid in children:
+                os.kill(int(pid), signal.SIGKILL)
+            wait_until(
+                lambda: (
+                    (s := index.get_study(study_uid)) is not None and s.state == StudyState.DONE
+                ),
+                timeout=120,
+            )
+            assert any("lost with its worker" in e.message for e in index.errors(50))
+        finally:
+            index.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-2000:]

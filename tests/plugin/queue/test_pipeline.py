@@ -280,3 +280,58 @@ def test_two_workers_share_the_load_and_a_new_model_needs_no_restart(tmp_path: P
             w.wait(20)
         redis_proc.terminate()
         redis_proc.wait(10)
+
+
+def _started(app: object, task_id: str | None) -> bool:
+    return bool(task_id) and app.AsyncResult(task_id).state == "STARTED"  # type: ignore[attr-defined]
+
+
+def test_worker_sigkilled_mid_task_is_detected_and_the_task_re_sent(tmp_path: Path) -> None:
+    """Redis mode, solo pool: SIGKILL leaves the task STARTED and its message unacknowledged
+    until the broker's visibility timeout (an hour). The coordinator sees the heartbeat stop
+    (worker_lease) and re-sends it; a new worker finishes it."""
+    if shutil.which("storescu") is None or shutil.which("redis-server") is None:
+        pytest.skip("dcmtk storescu and redis-server are needed (scripts/test installs them)")
+    port = free_port()
+    redis_proc = _redis_server(port, tmp_path / "redis.log")
+    settings = make_settings(
+        tmp_path / "data",
+        broker_url=f"redis://127.0.0.1:{port}/0",
+        worker_heartbeat=0.5,
+        worker_lease=5.0,
+    )
+    make_tiny_registry(settings.registry_path)
+    os.environ["BRGAN_WORKER_HEARTBEAT"] = "0.5"
+    try:
+        doomed = _worker(settings, tmp_path / "worker1.log")
+        svc = start(settings)
+        dispatcher = _with_dispatcher(svc)
+        rows = write_synth_studies(tmp_path / "synth", patients=1, seed=43)
+        study_uid = rows[0]["study_uid"]
+        _storescu(svc.port, [r["path"] for r in rows])
+        wait_until(
+            lambda: _started(dispatcher.app, (svc.index.get_study(study_uid) or _NONE).task_id),
+            timeout=120,
+        )
+        doomed.kill()  # SIGKILL mid-task
+        doomed.wait(10)
+        survivor = _worker(settings, tmp_path / "worker2.log")
+        try:
+            _wait_state(svc, study_uid, StudyState.DONE, tmp_path, timeout=120)
+            assert any("lost with its worker" in e.message for e in svc.index.errors(50))
+            assert len(_scores(svc, study_uid)) == 4
+        finally:
+            svc.stop()
+            survivor.terminate()
+            survivor.wait(20)
+    finally:
+        os.environ.pop("BRGAN_WORKER_HEARTBEAT", None)
+        redis_proc.terminate()
+        redis_proc.wait(10)
+
+
+class _NoStudy:
+    task_id = None
+
+
+_NONE = _NoStudy()
