@@ -3,7 +3,8 @@
 Precedence, lowest to highest: built-in defaults → a TOML file → ``BRGAN_*`` environment
 variables. The TOML file is named by ``--config PATH`` on the command line or by the
 ``BRGAN_CONFIG`` environment variable; keys are the field names below, at the top level of the
-file (no tables). An unknown key in the file is an error that names the key.
+file (no tables, except ``[[destinations]]``, one per PACS destination). An unknown key in the
+file is an error that names the key.
 
 Settings are read once, frozen, and passed down; libraries never read the environment.
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -24,6 +25,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from pacs_adapters.destination import DestinationConfig
 from plugin.errors import PluginError
 
 CONFIG_ENV_VAR = "BRGAN_CONFIG"
@@ -175,10 +177,41 @@ class Settings(BaseSettings):
         "a full-size RGB mammogram is about 25 MB).",
     )
 
+    # -- sending results (the outbox, DESIGN.md step 8) -----------------------------------------
+    destinations: list[DestinationConfig] = Field(
+        default_factory=list,
+        description="Where result objects go: DIMSE C-STORE (kind = 'dimse': ae_title, host, "
+        "port) or DICOMweb STOW-RS (kind = 'stow': url); each object goes to each. Empty = "
+        "results stay in the results folder.",
+    )
+    outbox_backoff_initial: float = Field(
+        default=10.0, gt=0, description="First retry delay (s) after a transient failure."
+    )
+    outbox_backoff_max: float = Field(
+        default=600.0, gt=0, description="Cap on the retry delay (s); it doubles until then."
+    )
+    outbox_retry_hours: float = Field(
+        default=24.0,
+        gt=0,
+        description="Transient failures are retried this long before a row is marked failed.",
+    )
+    outbox_interval: float = Field(
+        default=2.0, gt=0, description="Seconds between outbox passes (woken early on new rows)."
+    )
+
     # -- logging -----------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = Field(default=False, description="One JSON object per log line.")
     hash_uids_in_logs: bool = Field(default=False, description="Log UIDs as short hashes.")
+
+    @field_validator("destinations")
+    @classmethod
+    def _unique_destinations(cls, value: list[DestinationConfig]) -> list[DestinationConfig]:
+        names = [d.name for d in value]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"destination names must be unique; repeated: {', '.join(twice)}")
+        return value
 
     @classmethod
     def settings_customise_sources(
@@ -284,5 +317,14 @@ def masked_view(settings: Settings) -> dict[str, Any]:
             value = _mask_url(secret) if "://" in secret else "****"
         elif isinstance(value, Path):
             value = str(value)
+        elif name == "destinations":
+            value = [
+                {
+                    k: ("****" if k == "auth_header" and v is not None else
+                        str(v) if isinstance(v, Path) else v)
+                    for k, v in d.model_dump().items()
+                }
+                for d in value
+            ]  # fmt: skip
         out[name] = value
     return out

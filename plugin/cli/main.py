@@ -20,6 +20,7 @@ from plugin.cli import (
     config_cmd,
     evaluate_cmd,
     models_cmd,
+    outbox_cmd,
     preview_cmd,
     reprocess_cmd,
     serve_cmd,
@@ -82,6 +83,7 @@ app.command("synth")(synth_cmd.synth)
 app.command("train")(train_cmd.train)
 app.command("evaluate")(evaluate_cmd.evaluate)
 app.add_typer(models_cmd.app, name="models")
+app.add_typer(outbox_cmd.app, name="outbox")
 app.command("worker")(worker_cmd.worker)
 app.command("serve")(serve_cmd.serve)
 app.command("status")(status_cmd.status)

@@ -90,8 +90,8 @@ def serve(
                 "[yellow]warning:[/] allowed_calling_aets is empty: any calling AE may store.",
             )
 
-    def _hooks(index: Any) -> tuple[Any, Any]:
-        dispatcher = Dispatcher(settings, index)
+    def _hooks(index: Any, outbox: Any) -> tuple[Any, Any]:
+        dispatcher = Dispatcher(settings, index, outbox=outbox)
         return dispatcher.on_study_ready, dispatcher.reconcile
 
     worker: EmbeddedWorker | None = None

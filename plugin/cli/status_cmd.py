@@ -92,6 +92,7 @@ def status(
 
 def _overview(index: Any, settings: Settings, as_json: bool, limit: int) -> None:
     counts = index.study_counts()
+    outbox = index.outbox_summary()
     recent = index.studies(limit=limit)
     errors = index.errors(limit=limit)
     associations = index.associations(limit=5)
@@ -102,6 +103,10 @@ def _overview(index: Any, settings: Settings, as_json: bool, limit: int) -> None
                 {
                     "studies_by_state": {str(k): v for k, v in counts.items()},
                     "queue_depth": depth,
+                    "outbox": {
+                        name: {**entry, "oldest_pending": _when(entry["oldest_pending"])}
+                        for name, entry in outbox.items()
+                    },
                     "recent_studies": [
                         {
                             "study_uid": s.study_uid,
@@ -130,6 +135,24 @@ def _overview(index: Any, settings: Settings, as_json: bool, limit: int) -> None
         by_state.add_row(str(name), str(count))
     console.print(by_state)
     console.print(f"Queue depth (gpu): {depth}", highlight=False)
+    if outbox or settings.destinations:
+        table = Table(title="Outbox (result objects to each destination)")
+        for column in ("destination", "pending", "oldest pending (UTC)", "failed", "delivered",
+                       "abandoned"):  # fmt: skip
+            table.add_column(column)
+        empty = {"pending": 0, "delivered": 0, "failed": 0, "abandoned": 0}
+        for d in settings.destinations:
+            outbox.setdefault(d.name, {**empty, "oldest_pending": None})
+        for name, entry in sorted(outbox.items()):
+            table.add_row(
+                name, str(entry["pending"]), _when(entry["oldest_pending"]),
+                ("[red]" + str(entry["failed"]) + "[/]") if entry["failed"] else "0",
+                str(entry["delivered"]), str(entry["abandoned"]),
+            )  # fmt: skip
+        console.print(table)
+        if any(e["failed"] for e in outbox.values()):
+            console.print("failed rows: `brgan outbox list --state failed`; after fixing the "
+                          "cause, `brgan outbox resend --destination NAME`")  # fmt: skip
     if recent:
         table = Table(title="Recent studies")
         for column in ("study", "state", "version", "instances", "updated (UTC)", "error"):

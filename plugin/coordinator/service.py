@@ -20,12 +20,29 @@ from plugin.coordinator.loop import (
     StudyReadyHook,
     log_only_hook,
 )
+from plugin.coordinator.outbox import Outbox
 from plugin.index import Index, SqliteIndex
 from plugin.listener.server import Listener, route_temp_files
 from plugin.logging import get_logger
 from plugin.spool import Spool
 
 log = get_logger(__name__)
+
+
+def make_outbox(settings: Settings, index: Index) -> Outbox | None:
+    """The outbox sender of the configured destinations (None when there are none)."""
+    if not settings.destinations:
+        return None
+    from pacs_adapters.sink import make_sink
+
+    return Outbox(
+        index,
+        {d.name: make_sink(d) for d in settings.destinations},
+        backoff_initial=settings.outbox_backoff_initial,
+        backoff_max=settings.outbox_backoff_max,
+        retry_hours=settings.outbox_retry_hours,
+        interval=settings.outbox_interval,
+    )
 
 
 @dataclass(frozen=True)
@@ -45,21 +62,23 @@ def run_service(
     on_started: Callable[[Started], None] | None = None,
     on_study_ready: StudyReadyHook = log_only_hook,
     reconcile: Callable[[], None] | None = None,
-    make_hooks: Callable[[Index], tuple[StudyReadyHook, Callable[[], None] | None]] | None = None,
+    make_hooks: Callable[..., tuple[StudyReadyHook, Callable[[], None] | None]] | None = None,
     grace: float = 10.0,
 ) -> None:
     """Run listener + coordinator until ``stop`` is set.
 
     The queue step plugs in through ``on_study_ready`` / ``reconcile``, or through
-    ``make_hooks(index)`` when its hooks need the index this function opens (e.g.
-    ``lambda index: ((d := Dispatcher(settings, index)).on_study_ready, d.reconcile)``).
+    ``make_hooks(index, outbox)`` when its hooks need the index this function opens and the
+    outbox sender (None without destinations), e.g. ``lambda index, outbox: ((d :=
+    Dispatcher(settings, index, outbox=outbox)).on_study_ready, d.reconcile)``.
     """
     spool = Spool(settings.spool_path)
     spool.ensure()
     index = SqliteIndex(settings.index_path)
+    outbox = make_outbox(settings, index)
     try:
         if make_hooks is not None:
-            on_study_ready, reconcile = make_hooks(index)
+            on_study_ready, reconcile = make_hooks(index, outbox)
         coordinator = Coordinator(
             index,
             spool,
@@ -79,6 +98,8 @@ def run_service(
         host, port = listener.start()
         try:
             coordinator.start()
+            if outbox is not None:
+                outbox.start()  # pending rows of before a restart are simply due again
             if on_started is not None:
                 on_started(Started(host, port, listener.tls, recovery))
             stop.wait()
@@ -86,5 +107,7 @@ def run_service(
         finally:
             listener.stop(grace=grace)
             coordinator.stop()
+            if outbox is not None:
+                outbox.stop()
     finally:
         index.close()

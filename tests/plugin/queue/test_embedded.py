@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -86,6 +87,10 @@ def test_embedded_worker_sigkilled_mid_task_is_re_sent(tmp_path: Path) -> None:
     (lease on the task's heartbeat). The supervisor restarts the child; the study is done."""
     if shutil.which("storescu") is None:
         pytest.skip("dcmtk storescu is needed (scripts/test installs it)")
+    from tests.plugin.coordinator.recording_scp import RecordingSCP
+
+    recorder = RecordingSCP(free_port())
+    recorder.start()
     data = tmp_path / "data"
     make_tiny_registry(data / "models")
     port = free_port()
@@ -99,7 +104,12 @@ def test_embedded_worker_sigkilled_mid_task_is_re_sent(tmp_path: Path) -> None:
         "BRGAN_COORDINATOR_INTERVAL": "0.1",
         "BRGAN_WORKER_HEARTBEAT": "0.5",
         "BRGAN_WORKER_LEASE": "5",
-    }
+        "BRGAN_OUTBOX_INTERVAL": "0.2",
+        "BRGAN_DESTINATIONS": json.dumps(
+            [{"name": "recorder", "kind": "dimse", "ae_title": "RECORDER",
+              "host": "127.0.0.1", "port": recorder.port}]
+        ),
+    }  # fmt: skip
     for key in ("BRGAN_BROKER_URL", "BRGAN_RESULT_BACKEND", "BRGAN_CONFIG"):
         env.pop(key, None)
     proc = subprocess.Popen(
@@ -140,8 +150,14 @@ def test_embedded_worker_sigkilled_mid_task_is_re_sent(tmp_path: Path) -> None:
                 timeout=120,
             )
             assert any("lost with its worker" in e.message for e in index.errors(50))
+            files = json.loads(index.get_study(study_uid).result_json)["result_files"]
+            wanted = {f["sop_instance_uid"] for f in files}
+            wait_until(lambda: set(recorder.counts()) == wanted, timeout=60)
+            time.sleep(1.0)
+            assert set(recorder.counts().values()) == {1}  # exactly one delivery per object
         finally:
             index.close()
+            recorder.stop()
     finally:
         proc.send_signal(signal.SIGTERM)
         _out, err = proc.communicate(timeout=60)

@@ -294,18 +294,36 @@ def test_worker_sigkilled_mid_task_is_detected_and_the_task_re_sent(tmp_path: Pa
         pytest.skip("dcmtk storescu and redis-server are needed (scripts/test installs them)")
     port = free_port()
     redis_proc = _redis_server(port, tmp_path / "redis.log")
+    from plugin.coordinator.service import make_outbox
+    from tests.plugin.coordinator.recording_scp import RecordingSCP
+
+    recorder = RecordingSCP(free_port())
+    recorder.start()
     settings = make_settings(
         tmp_path / "data",
         broker_url=f"redis://127.0.0.1:{port}/0",
         worker_heartbeat=0.5,
         worker_lease=5.0,
-    )
+        destinations=[{"name": "recorder", "kind": "dimse", "ae_title": "RECORDER",
+                       "host": "127.0.0.1", "port": recorder.port}],
+        outbox_interval=0.2,
+    )  # fmt: skip
     make_tiny_registry(settings.registry_path)
     os.environ["BRGAN_WORKER_HEARTBEAT"] = "0.5"
     try:
         doomed = _worker(settings, tmp_path / "worker1.log")
         svc = start(settings)
-        dispatcher = _with_dispatcher(svc)
+        outbox = make_outbox(settings, svc.index)
+        dispatcher = Dispatcher(settings, svc.index, outbox=outbox)
+        svc.coordinator = Coordinator(
+            svc.index,
+            svc.spool,
+            CoordinatorTiming(svc.settings.complete_grace, svc.settings.stable_age, 7.0, 0.1),
+            on_study_ready=dispatcher.on_study_ready,
+            reconcile=dispatcher.reconcile,
+        )
+        svc.coordinator.start()
+        outbox.start()
         rows = write_synth_studies(tmp_path / "synth", patients=1, seed=43)
         study_uid = rows[0]["study_uid"]
         _storescu(svc.port, [r["path"] for r in rows])
@@ -320,10 +338,17 @@ def test_worker_sigkilled_mid_task_is_detected_and_the_task_re_sent(tmp_path: Pa
             _wait_state(svc, study_uid, StudyState.DONE, tmp_path, timeout=120)
             assert any("lost with its worker" in e.message for e in svc.index.errors(50))
             assert len(_scores(svc, study_uid)) == 4
+            files = json.loads(svc.index.get_study(study_uid).result_json)["result_files"]
+            wanted = {f["sop_instance_uid"] for f in files}
+            wait_until(lambda: set(recorder.counts()) == wanted, timeout=60)
+            time.sleep(1.0)  # several outbox passes: nothing is sent twice
+            assert set(recorder.counts().values()) == {1}  # exactly one delivery per object
         finally:
+            outbox.stop()
             svc.stop()
             survivor.terminate()
             survivor.wait(20)
+            recorder.stop()
     finally:
         os.environ.pop("BRGAN_WORKER_HEARTBEAT", None)
         redis_proc.terminate()
