@@ -48,10 +48,26 @@ def _result_text(result_json: str) -> str:
         return result_json
     if not isinstance(data, dict):
         return result_json
+    def pct(p: object) -> str:
+        return f"{100 * p:.1f} %" if isinstance(p, int | float) else "-"
+
     parts = []
-    for key in ("exam", "breasts", "model"):
-        if key in data:
-            parts.append(f"{key} {json.dumps(data[key], sort_keys=True)}")
+    if "exam" in data:
+        parts.append(f"exam {pct(data['exam'])}")
+    breasts = data.get("breasts") or {}
+    if breasts:
+        parts.append(" ".join(f"{side} {pct(p)}" for side, p in sorted(breasts.items())))
+    model = data.get("model")
+    if isinstance(model, dict):
+        threshold = model.get("threshold")
+        parts.append(
+            f"model {model.get('model_version') or model.get('version')}"
+            + (f" ({model['model_name']})" if model.get("model_name") else "")
+            + (f", threshold {pct(threshold)}" if threshold is not None else "")
+        )
+    files = data.get("result_files") or []
+    if files:
+        parts.append(f"{len(files)} result objects")
     return " · ".join(parts) or json.dumps(data, sort_keys=True)
 
 

@@ -165,7 +165,7 @@ def test_status_overview_and_study(cli_env: Service) -> None:
     assert "not an image" in result.output  # the SR's reason
     assert "0.125" in result.output and "Pairs (version 1)" in result.output
     assert "not analyzed: decode failed" in result.output
-    assert "Result: exam 0.125" in result.output
+    assert "Result: exam 12.5 %" in result.output
 
     result = runner.invoke(app, ["status", "--study", uid, "--json"])
     data = json.loads(result.output)
