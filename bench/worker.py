@@ -29,6 +29,18 @@ that this script puts around module-level functions for the duration of the run:
     ``timings.write_s``: building and atomically writing the DICOM result objects.
 ``other``
     the wall time of ``analyze_study_payload`` minus all of the above (assembly, JSON).
+``send_dimse``, ``send_stow`` (only with ``--send``)
+    after the worker has written a study's result objects (the ``result_files`` of its
+    summary), ``sink.send(paths)`` of the project's own sinks
+    (``pacs_adapters.sink.make_sink``) to a local Orthanc: once over C-STORE (kind ``dimse``,
+    one association per call) and once over STOW-RS (kind ``stow``, ``/dicom-web``), each timed
+    on its own. Both include reading the files (``pacs_adapters.sink.load_file``). Every file
+    must come back DELIVERED and be in Orthanc afterwards; between the two sends (untimed) the
+    study is deleted from Orthanc, so that STOW-RS stores the objects anew instead of meeting
+    instances Orthanc already holds. The Orthanc is ``tests/viewer/harness.py``'s
+    ``start_dicomweb_orthanc`` (a bare Orthanc with the DICOMweb plugin on free loopback ports),
+    started in the run folder and stopped at the end. These seconds are not in ``total``: the
+    coordinator's outbox sends, not the worker; "load → send" is ``total`` plus one send.
 
 Per study: "everything but the model / total" = (total − model) / total, the issue's target
 being ≤ 10 %; the same with only the network counted as the model; and the bytes written (sum
@@ -45,6 +57,7 @@ a checkpoint with ``preprocessing={"size": [R, C]}`` (default: the preset's mode
     .venv/bin/python bench/worker.py                    # clinical, ResNet-50, 1 + 3 studies
     .venv/bin/python bench/worker.py --studies 2 --device cuda
     .venv/bin/python bench/worker.py --tiny --out /tmp/w.json   # smoke run, seconds
+    .venv/bin/python bench/worker.py --studies 2 --send  # + C-STORE and STOW-RS to Orthanc
 
 Results: a markdown table on stdout and JSON in ``docs/bench-results/worker-<date>.json``
 (``--out PATH`` elsewhere; ``--tiny`` writes JSON only with ``--out``);
@@ -80,6 +93,8 @@ DEFAULT_CACHE = Path("/tmp/brgan-bench-worker")
 TARGET_NON_MODEL = 0.10
 #: Stages in table order; their sum plus ``other`` is the study's wall time.
 STAGES = ("load", "decode", "preprocess", "model", "heatmap_png", "write", "other")
+#: ``--send``: ``(key, destination kind, label)``, in the order each study is sent.
+SENDS = (("send_dimse", "dimse", "C-STORE"), ("send_stow", "stow", "STOW-RS"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -145,6 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-json", action="store_true", help="print only, write no JSON")
     parser.add_argument(
         "--keep", action="store_true", help="keep the run folder (registry, result objects)"
+    )
+    parser.add_argument(
+        "--send",
+        action="store_true",
+        help="also send each study's result objects to a local Orthanc over C-STORE and over "
+        "STOW-RS (the project's sinks), timed apart (needs Orthanc and its DICOMweb plugin)",
     )
     parser.add_argument(
         "--tiny",
@@ -405,7 +426,97 @@ def run_study(task: Any, settings: Any, task_id: str, clock: Clock) -> dict[str,
         "result_bytes": sum(by_kind.values()),
         "result_bytes_by_kind": by_kind,
         "heatmap_png_bytes": png,
+        "result_paths": [str(item["path"]) for item in files],
     }
+
+
+# -- sending (``--send``) -----------------------------------------------------------------------
+
+
+def send_tools_missing() -> list[str]:
+    """Why ``--send`` cannot run here (empty when it can): Orthanc and its DICOMweb plugin."""
+    if str(REPO_ROOT) not in sys.path:  # the bench borrows the tests' Orthanc harness
+        sys.path.insert(0, str(REPO_ROOT))
+    from tests.deploy.orthanc import orthanc_binary
+    from tests.viewer.harness import DICOMWEB_PLUGIN
+
+    missing = []
+    if orthanc_binary() is None:
+        missing.append("Orthanc (apt: orthanc)")
+    if not DICOMWEB_PLUGIN.is_file():
+        missing.append(f"the Orthanc DICOMweb plugin {DICOMWEB_PLUGIN} (apt: orthanc-dicomweb)")
+    return missing
+
+
+class Sender:
+    """A local Orthanc and one sink of each kind; :meth:`send` times a study's sends."""
+
+    def __init__(self, work_dir: Path) -> None:
+        missing = send_tools_missing()
+        if missing:
+            raise SystemExit("--send: missing " + "; ".join(missing))
+        from pacs_adapters.destination import DestinationConfig
+        from pacs_adapters.sink import make_sink
+        from tests.viewer.harness import start_dicomweb_orthanc
+
+        self.orthanc = start_dicomweb_orthanc(work_dir)
+        try:
+            configs = {
+                "dimse": DestinationConfig(
+                    name="bench-dimse",
+                    kind="dimse",
+                    ae_title=self.orthanc.aet,
+                    host="127.0.0.1",
+                    port=self.orthanc.dicom_port,
+                    timeout=60,
+                ),
+                "stow": DestinationConfig(
+                    name="bench-stow",
+                    kind="stow",
+                    url=f"{self.orthanc.url}/dicom-web",
+                    timeout=60,
+                ),
+            }
+            self.sinks = {kind: make_sink(config) for kind, config in configs.items()}
+            self.describe = {kind: config.describe() for kind, config in configs.items()}
+        except BaseException:
+            self.orthanc.stop()
+            raise
+
+    def close(self) -> None:
+        for sink in getattr(self, "sinks", {}).values():
+            sink.close()
+        self.orthanc.stop()
+
+    def _check_and_clear(self, label: str, study_uid: str, files: Sequence[Path]) -> None:
+        """Every file of the study is in Orthanc; then the study is deleted (untimed)."""
+        study_id = self.orthanc.lookup(study_uid)
+        stored = self.orthanc.get(f"/studies/{study_id}/instances") if study_id else []
+        if len(stored) != len(files):
+            raise SystemExit(
+                f"--send {label}: Orthanc holds {len(stored)} instances of study {study_uid} "
+                f"after sending {len(files)} files"
+            )
+        self.orthanc.request("DELETE", f"/studies/{study_id}")
+
+    def send(self, study_uid: str, files: Sequence[Path]) -> dict[str, float]:
+        """Send ``files`` with each sink in turn; seconds per :data:`SENDS` key. Every file
+        must be DELIVERED and stored, or the run stops."""
+        from pacs_adapters.sink import Outcome
+
+        seconds = {}
+        for key, kind, label in SENDS:
+            start = time.perf_counter()
+            results = self.sinks[kind].send(files)
+            seconds[key] = time.perf_counter() - start
+            bad = [r for r in results if r.outcome is not Outcome.DELIVERED]
+            if len(results) != len(files) or bad:
+                raise SystemExit(
+                    f"--send {label}: {len(bad)} of {len(files)} files not delivered: "
+                    + "; ".join(f"{Path(r.path).name}: {r.outcome} {r.detail}" for r in bad[:3])
+                )
+            self._check_and_clear(label, study_uid, files)
+        return seconds
 
 
 def _peak_rss_mib() -> float | None:
@@ -421,6 +532,24 @@ def _peak_rss_mib() -> float | None:
 def _stats(values: Sequence[float]) -> dict[str, float]:
     out = dict(summarize(values))
     out["mean"] = statistics.fmean(values)
+    return out
+
+
+def _send_summary(timed: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """``--send``: per kind, the send seconds, MB/s (bytes per study / send time) and the
+    study's load → send seconds (``total`` + that send)."""
+    out: dict[str, Any] = {}
+    for key, kind, label in SENDS:
+        out[key] = {
+            "kind": kind,
+            "protocol": label,
+            "seconds": _stats([s["send_s"][key] for s in timed]),
+            "mb_per_s": _stats([s["send_mb_per_s"][key] for s in timed]),
+            "load_to_send_s": _stats([s["load_to_send_s"][key] for s in timed]),
+            "share_of_load_to_send": _stats(
+                [s["send_s"][key] / s["load_to_send_s"][key] for s in timed]
+            ),
+        }
     return out
 
 
@@ -454,9 +583,34 @@ def build_result(
         "heatmap_png_bytes": _stats([float(s["heatmap_png_bytes"]) for s in timed]),
         "parts_s": parts,
         "part_calls_per_study": calls,
+        "send": _send_summary(timed) if timed and "send_s" in timed[0] else None,
         "warmup_studies": warm,
         "studies": timed,
     }
+
+
+def _send_markdown(result: dict[str, Any]) -> list[str]:
+    """The ``--send`` table: each send, its MB/s, and load → send per study."""
+    cfg = result["config"]
+    mb = result["result_bytes"]["mean"] / 1e6
+    lines = [
+        f"send per study ({mb:.2f} MB of result objects, {cfg['send']['files_per_study']:g} "
+        f"files, to a local Orthanc {cfg['send']['orthanc']}; every file DELIVERED):",
+        "",
+        "| send | mean s | median s | min s | max s | MB/s (mean) | MB/s min–max "
+        "| load → send mean s | send share of load → send |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for key, _kind, label in SENDS:
+        s = result["send"][key]
+        sec, rate, both = s["seconds"], s["mb_per_s"], s["load_to_send_s"]
+        lines.append(
+            f"| {key} ({label}) | {sec['mean']:.3f} | {sec['median']:.3f} | {sec['min']:.3f} "
+            f"| {sec['max']:.3f} | {rate['mean']:.1f} | {rate['min']:.1f}–{rate['max']:.1f} "
+            f"| {both['mean']:.3f} | {100 * s['share_of_load_to_send']['mean']:.1f} % |"
+        )
+    lines.append("")
+    return lines
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -514,6 +668,8 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {100 * share:.1f} % |"
         )
     lines.append("")
+    if result.get("send"):
+        lines += _send_markdown(result)
     rb = result["result_bytes"]
     kinds: dict[str, list[int]] = {}
     for study in result["studies"]:
@@ -530,8 +686,25 @@ def markdown(result: dict[str, Any]) -> str:
             f"warm-up (first study of a fresh worker): total {study['total_s']:.3f} s, of which "
             f"load {st['load']:.3f} s (cold get_model {study['get_model_s']:.3f} s), "
             f"model {st['model']:.3f} s"
+            + "".join(f", {k} {v:.3f} s" for k, v in study.get("send_s", {}).items())
         )
     return "\n".join(lines)
+
+
+def add_sends(row: dict[str, Any], paths: Sequence[Path], sender: Sender) -> None:
+    """Send the study's result objects (``--send``) and add the send columns to its row."""
+    seconds = sender.send(row["study_uid"], paths)
+    row["send_s"] = seconds
+    row["send_mb_per_s"] = {k: row["result_bytes"] / v / 1e6 for k, v in seconds.items()}
+    row["load_to_send_s"] = {k: row["total_s"] + v for k, v in seconds.items()}
+
+
+def _orthanc_version(sender: Sender) -> str:
+    try:
+        system = sender.orthanc.get("/system")
+    except (OSError, AssertionError):
+        return "?"
+    return f"{system.get('Version', '?')} (DICOMweb plugin, bare config)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -567,7 +740,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     studies = ensure_studies(cache, args.preset, args.warmup + args.studies, args.seed,
                              args.gen_workers)  # fmt: skip
     work = Path(tempfile.mkdtemp(prefix="run-", dir=cache))
+    sender = None
     try:
+        if args.send:
+            sender = Sender(work / "orthanc")
         settings = load_settings(data_dir=work / "data", device=args.device)
         version, sha256, ckpt_bytes = make_registry(
             settings.registry_path, args.backbone, size, args.seed
@@ -588,11 +764,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         with instrumented(clock):
             for i, task in enumerate(tasks):
                 row = run_study(task, settings, f"bench-{i:03d}", clock)
+                paths = [Path(p) for p in row.pop("result_paths")]
+                if sender is not None:
+                    add_sends(row, paths, sender)
                 label = "warm-up" if i < args.warmup else "timed"
                 (warm if i < args.warmup else timed).append(row)
+                sends = row.get("send_s", {})
                 print(
                     f"  study {i + 1}/{len(tasks)} ({label}): {row['total_s']:.2f} s, "
-                    + ", ".join(f"{k} {v:.2f}" for k, v in row["stages_s"].items()),
+                    + ", ".join(f"{k} {v:.2f}" for k, v in {**row["stages_s"], **sends}.items()),
                     file=sys.stderr,
                     flush=True,
                 )
@@ -612,9 +792,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             "weights": "untrained (random init, seed); timing does not depend on weight values",
             "heatmap_max_size": settings.heatmap_max_size,
             "write_cad_sr": settings.write_cad_sr,
+            "send": None
+            if sender is None
+            else {
+                "orthanc": _orthanc_version(sender),
+                "destinations": sender.describe,
+                "files_per_study": statistics.fmean(s["result_files"] for s in timed),
+                "between_sends": "study deleted from Orthanc (untimed), so STOW-RS stores anew",
+            },
         }
         result = build_result(args, config, warm, timed, info)
     finally:
+        if sender is not None:
+            sender.close()
         if args.keep:
             print(f"run folder kept: {work}", file=sys.stderr)
         else:
