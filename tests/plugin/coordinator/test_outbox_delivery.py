@@ -100,15 +100,16 @@ def chain(tmp_path: Path) -> Iterator[Chain]:
     )
     svc.coordinator.start()
     outbox.start()
+    chain = Chain(svc, settings, outbox, scp, orthanc, tmp_path)
     try:
-        yield Chain(svc, settings, outbox, scp, orthanc, tmp_path)
+        yield chain
     finally:
         outbox.stop()
         svc.stop()
         worker.terminate()
         worker.wait(20)
         scp.stop()
-        orthanc.stop()
+        chain.orthanc.stop()  # type: ignore[attr-defined]  # the restarted one, if any
         redis_proc.terminate()
         redis_proc.wait(10)
 
