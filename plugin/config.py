@@ -199,6 +199,32 @@ class Settings(BaseSettings):
         default=2.0, gt=0, description="Seconds between outbox passes (woken early on new rows)."
     )
 
+    # -- observability (docs/deployment.md, "Observability") --------------------------------
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="Address the /metrics, /healthz and /readyz endpoints bind to (0.0.0.0 "
+        "for a Prometheus or a kubelet on another host).",
+    )
+    metrics_port: int = Field(
+        default=9101,
+        ge=0,
+        le=65535,
+        description="Port of `brgan serve`'s metrics and health endpoints (0 = off).",
+    )
+    worker_metrics_port: int = Field(
+        default=9102,
+        ge=0,
+        le=65535,
+        description="Port of `brgan worker`'s metrics and health endpoints (0 = off; one port "
+        "per worker on a host, see `brgan worker --metrics-port`).",
+    )
+    min_free_disk_mb: int = Field(
+        default=1024,
+        ge=0,
+        description="/readyz answers 503 when the spool's disk (a worker: the results' disk) "
+        "has less free space than this, in MiB.",
+    )
+
     # -- logging -----------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = Field(default=False, description="One JSON object per log line.")

@@ -18,6 +18,7 @@ from brgan_core.errors import BrganCoreError
 from plugin.cli import (
     analyze_cmd,
     config_cmd,
+    demo_cmd,
     evaluate_cmd,
     models_cmd,
     outbox_cmd,
@@ -78,6 +79,7 @@ def root(
 
 app.add_typer(config_cmd.app, name="config")
 app.command("analyze")(analyze_cmd.analyze)
+app.command("demo")(demo_cmd.demo)
 app.command("preview")(preview_cmd.preview)
 app.command("synth")(synth_cmd.synth)
 app.command("train")(train_cmd.train)

@@ -48,6 +48,7 @@ def _result_text(result_json: str) -> str:
         return result_json
     if not isinstance(data, dict):
         return result_json
+
     def pct(p: object) -> str:
         return f"{100 * p:.1f} %" if isinstance(p, int | float) else "-"
 

@@ -31,6 +31,7 @@ from celery import Celery
 
 from brgan_core.checkpoint import CheckpointError
 from brgan_core.registry import Registry
+from plugin import metrics
 from plugin.config import Settings
 from plugin.index import Index, InstanceRow, PairRow, StudyRow, StudyState
 from plugin.index.once import ErrorOnce
@@ -233,6 +234,7 @@ class Dispatcher:
             expected=StudyState.READY,
             error=NO_PAIR,
         )
+        metrics.study_finished(StudyState.NOT_ANALYZED)
         log.info(
             "study_not_analyzed",
             study_uid=study.study_uid,
@@ -265,6 +267,7 @@ class Dispatcher:
         elif state in ("FAILURE", "REVOKED"):
             error = f"analysis task failed: {_short(result.result)}"
             self.index.transition(study.study_uid, StudyState.FAILED, error=error)
+            metrics.study_finished(StudyState.FAILED)
             self.index.record_error("worker", error, study_uid=study.study_uid)
         elif state in ("STARTED", "RETRY"):
             if study.state == StudyState.QUEUED:
@@ -375,6 +378,7 @@ class Dispatcher:
         else:
             target = StudyState.DONE
         self.index.transition(study.study_uid, target, error=None if targets else NO_PAIR)
+        metrics.study_collected(study.queued_at, summary.timings, target)
         self._queued_at.pop(study.study_uid, None)
         self._started_seen.pop(study.study_uid, None)
         self._requeued_at.pop(study.study_uid, None)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from pacs_adapters.sink import Outcome, Sink
+from plugin import metrics
 from plugin.index import Index, OutboxItem, OutboxState
 from plugin.index.once import ErrorOnce
 from plugin.logging import get_logger
@@ -152,6 +153,7 @@ class Outbox:
             self.index.record_send(
                 row.id, OutboxState.DELIVERED, status=result.status, detail=result.detail
             )
+            metrics.outbox_delivered(row.destination)
             return
         if result.outcome == Outcome.TRANSIENT and now - row.created_at < self.retry_s:
             delay = min(self.backoff_max, self.backoff_initial * 2.0 ** min(row.attempts, 30))
@@ -162,6 +164,7 @@ class Outbox:
                 detail=result.detail,
                 next_attempt_at=now + delay,
             )
+            metrics.outbox_failed(row.destination, final=False)
             self.errors.report(
                 "outbox",
                 row.destination,
@@ -173,6 +176,7 @@ class Outbox:
         if result.outcome == Outcome.TRANSIENT:
             why = f"gave up after {self.retry_s / 3600:.1f} h of retries: {why}"
         self.index.record_send(row.id, OutboxState.FAILED, status=result.status, detail=why)
+        metrics.outbox_failed(row.destination, final=True)
         self.index.record_error(
             "outbox",
             f"{row.kind} not delivered to {row.destination}: {why}",

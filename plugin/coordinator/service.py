@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from plugin import metrics
 from plugin.config import Settings
 from plugin.coordinator.loop import (
     Coordinator,
@@ -76,6 +77,7 @@ def run_service(
     spool.ensure()
     index = SqliteIndex(settings.index_path)
     outbox = make_outbox(settings, index)
+    endpoint = metrics.serve_coordinator(settings, index)  # /healthz from here on
     try:
         if make_hooks is not None:
             on_study_ready, reconcile = make_hooks(index, outbox)
@@ -100,14 +102,19 @@ def run_service(
             coordinator.start()
             if outbox is not None:
                 outbox.start()  # pending rows of before a restart are simply due again
+            if endpoint is not None:
+                endpoint.readiness.started.set()
             if on_started is not None:
                 on_started(Started(host, port, listener.tls, recovery))
             stop.wait()
             log.info("shutting_down")
+            if endpoint is not None:
+                endpoint.readiness.started.clear()  # /readyz: 503 while draining
         finally:
             listener.stop(grace=grace)
             coordinator.stop()
             if outbox is not None:
                 outbox.stop()
     finally:
+        metrics.stop_coordinator(endpoint, index)
         index.close()

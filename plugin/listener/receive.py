@@ -31,6 +31,7 @@ from pathlib import Path
 
 from pydicom.dataset import Dataset
 
+from plugin import metrics
 from plugin.errors import PluginError
 from plugin.index import Index, InstanceRecord, InstanceRow, StudyIndexError, StudyState
 from plugin.logging import get_logger
@@ -160,6 +161,7 @@ def receive_instance(
         usable=classification.usable,
         reason=classification.reason,
     )
+    metrics.instance_received()
     return StoreOutcome(SUCCESS, None, study_uid, sop_uid, stored.path)
 
 
@@ -248,6 +250,7 @@ def _failed(
     index: Index, outcome: StoreOutcome, *, size: int, error: str | None = None
 ) -> StoreOutcome:
     """Log and record a refused instance; never raises (the service keeps running)."""
+    metrics.instance_refused(outcome.status)
     log.warning(
         "instance_refused",
         status=f"0x{outcome.status:04X}",

@@ -59,6 +59,10 @@ def make_celery(settings: Settings) -> Celery:
         if backend.startswith(("redis://", "rediss://")):
             backend = f"plugin.queue.backends:PollingRedisBackend+{backend}"
         transport_options = {"visibility_timeout": 3600}
+    # Task events for Flower (docs/deployment.md, "Observability"): Redis broadcasts them. The
+    # filesystem transport only imitates broadcast (bound queues listed in a file, never
+    # expired), so events would pile up as message files beside the gpu queue: off there.
+    events = settings.broker_url is not None
     app.conf.update(
         broker_url=broker,
         result_backend=backend,
@@ -81,8 +85,8 @@ def make_celery(settings: Settings) -> Celery:
         result_extended=True,
         result_expires=7 * 24 * 3600,
         worker_hijack_root_logger=False,
-        worker_send_task_events=False,
-        task_send_sent_event=False,
+        worker_send_task_events=events,
+        task_send_sent_event=events,
     )
     return app
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from celery import Celery
 
+from plugin import metrics
 from plugin.config import Settings
 from plugin.queue.app import ANALYZE_STUDY
 
@@ -50,8 +51,12 @@ def register_tasks(app: Celery, settings: Settings) -> None:
             meta={"heartbeat": time.time(), "hostname": self.request.hostname, "pid": os.getpid()},
         )
         beating.start()
+        started, outcome = time.perf_counter(), "failure"
         try:
-            return analyze_study_payload(payload, settings, task_id=self.request.id)
+            result = analyze_study_payload(payload, settings, task_id=self.request.id)
+            outcome = "success"
+            return result
         finally:
             stop.set()
             beating.join(5)
+            metrics.worker_task_done(outcome, time.perf_counter() - started)

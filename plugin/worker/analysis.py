@@ -25,6 +25,7 @@ from brgan_core import __version__
 from brgan_core.checkpoint import CheckpointError
 from brgan_core.errors import BrganCoreError
 from brgan_core.registry import Registry
+from plugin import metrics
 from plugin.config import Settings
 from plugin.queue.contract import (
     ContractError,
@@ -58,7 +59,9 @@ def get_model(settings: Settings, version: str, sha256: str) -> Any:
             )
         _, path = Registry(settings.registry_path).resolve(version)
         _MODELS.clear()  # one model in memory at a time
+        loading = time.perf_counter()
         _MODELS[key] = load_model(path, sha256, version, settings.device)
+        metrics.worker_model_loaded(version, time.perf_counter() - loading)
     return _MODELS[key]
 
 

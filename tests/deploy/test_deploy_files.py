@@ -334,7 +334,7 @@ def brgan_env(path: Path) -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize(
     "path",
-    [COMPOSE, LISTENER_UNIT, WORKER_UNIT, DOCKERFILE, K8S],
+    [COMPOSE, LISTENER_UNIT, WORKER_UNIT, DOCKERFILE, *sorted(K8S.parent.glob("*.yaml"))],
     ids=lambda p: p.name,
 )
 def test_environment_names_real_settings(
