@@ -8,8 +8,10 @@ OHIF_CACHE=".cache/ohif-${OHIF_VERSION}"
 # Idempotent and quick when both are there. Returns non-zero on failure (the test then skips).
 setup_viewer() {
   local missing=()
-  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
-  command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+  if [ -z "${OHIF_ONLY:-}" ]; then  # scripts/viewer needs only OHIF, not the test browser
+    command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+    command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+  fi
   if [ ${#missing[@]} -gt 0 ]; then
     echo "== apt-get install ${missing[*]} (for the OHIF viewer test)"
     local sudo=""
