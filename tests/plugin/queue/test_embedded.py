@@ -7,7 +7,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,10 +14,10 @@ import pytest
 
 from plugin.index import SqliteIndex, StudyState
 from tests.helpers import make_tiny_registry, write_synth_studies
-from tests.plugin.listener.conftest import CALLING_AE, free_port, wait_for_port, wait_until
+from tests.plugin.listener.conftest import CALLING_AE, free_port, wait_until
+from tests.plugin.queue.serve import start_embedded_serve
 
 pytestmark = pytest.mark.integration
-REPO = Path(__file__).resolve().parents[3]
 
 
 def test_embedded_serve_scores_a_study_without_redis(tmp_path: Path) -> None:
@@ -26,28 +25,8 @@ def test_embedded_serve_scores_a_study_without_redis(tmp_path: Path) -> None:
         pytest.skip("dcmtk storescu is needed (scripts/test installs it)")
     data = tmp_path / "data"
     make_tiny_registry(data / "models")
-    port = free_port()
-    env = {
-        **os.environ,
-        "BRGAN_DATA_DIR": str(data),
-        "BRGAN_HOST": "127.0.0.1",
-        "BRGAN_PORT": str(port),
-        "BRGAN_ALLOWED_CALLING_AETS": json.dumps([CALLING_AE]),
-        "BRGAN_COMPLETE_GRACE": "0",
-        "BRGAN_COORDINATOR_INTERVAL": "0.2",
-    }
-    for key in ("BRGAN_BROKER_URL", "BRGAN_RESULT_BACKEND", "BRGAN_CONFIG"):
-        env.pop(key, None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "plugin.cli.main", "serve"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc, port = start_embedded_serve(data)
     try:
-        wait_for_port(port)
         rows = write_synth_studies(tmp_path / "synth", patients=1, seed=21)
         subprocess.run(
             ["storescu", "-aet", CALLING_AE, "-aec", "BRGAN", "127.0.0.1", str(port)]
@@ -93,35 +72,18 @@ def test_embedded_worker_sigkilled_mid_task_is_re_sent(tmp_path: Path) -> None:
     recorder.start()
     data = tmp_path / "data"
     make_tiny_registry(data / "models")
-    port = free_port()
-    env = {
-        **os.environ,
-        "BRGAN_DATA_DIR": str(data),
-        "BRGAN_HOST": "127.0.0.1",
-        "BRGAN_PORT": str(port),
-        "BRGAN_ALLOWED_CALLING_AETS": json.dumps([CALLING_AE]),
-        "BRGAN_COMPLETE_GRACE": "0",
-        "BRGAN_COORDINATOR_INTERVAL": "0.1",
-        "BRGAN_WORKER_HEARTBEAT": "0.5",
-        "BRGAN_WORKER_LEASE": "5",
-        "BRGAN_OUTBOX_INTERVAL": "0.2",
-        "BRGAN_DESTINATIONS": json.dumps(
+    proc, port = start_embedded_serve(
+        data,
+        coordinator_interval="0.1",
+        worker_heartbeat="0.5",
+        worker_lease="5",
+        outbox_interval="0.2",
+        destinations=json.dumps(
             [{"name": "recorder", "kind": "dimse", "ae_title": "RECORDER",
               "host": "127.0.0.1", "port": recorder.port}]
         ),
-    }  # fmt: skip
-    for key in ("BRGAN_BROKER_URL", "BRGAN_RESULT_BACKEND", "BRGAN_CONFIG"):
-        env.pop(key, None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "plugin.cli.main", "serve"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    )  # fmt: skip
     try:
-        wait_for_port(port)
         rows = write_synth_studies(tmp_path / "synth", patients=1, seed=22)
         subprocess.run(
             ["storescu", "-aet", CALLING_AE, "-aec", "BRGAN", "127.0.0.1", str(port)]

@@ -17,7 +17,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -27,17 +26,15 @@ from plugin.index import SqliteIndex, StudyState
 from tests.helpers import make_tiny_registry, write_synth_studies
 from tests.plugin.listener.conftest import (
     CALLING_AE,
-    free_port,
     raw_file,
     send_files,
     store,
-    wait_for_port,
     wait_until,
 )
 from tests.plugin.listener.dicom_data import mg_image, text_sr
+from tests.plugin.queue.serve import start_embedded_serve
 
 pytestmark = pytest.mark.integration
-REPO = Path(__file__).resolve().parents[3]
 ILLEGAL_UID = "../../etc/x"
 
 
@@ -58,32 +55,9 @@ def test_hostile_senders_do_not_stop_the_service(tmp_path: Path) -> None:
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     cwd.chmod(0o555)  # read-only for a non-root service user; root ignores it, so also listed
-    port = free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO),
-        "BRGAN_DATA_DIR": str(data),
-        "BRGAN_HOST": "127.0.0.1",
-        "BRGAN_PORT": str(port),
-        "BRGAN_ALLOWED_CALLING_AETS": json.dumps([CALLING_AE]),
-        "BRGAN_COMPLETE_GRACE": "0",
-        "BRGAN_STABLE_AGE": "2",
-        "BRGAN_COORDINATOR_INTERVAL": "0.2",
-        "BRGAN_HASH_UIDS_IN_LOGS": "true",
-    }
-    for key in ("BRGAN_BROKER_URL", "BRGAN_RESULT_BACKEND", "BRGAN_CONFIG"):
-        env.pop(key, None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "plugin.cli.main", "serve"],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc, port = start_embedded_serve(data, cwd=cwd, stable_age="2", hash_uids_in_logs="true")
     index = None
     try:
-        wait_for_port(port)
         rows = write_synth_studies(tmp_path / "synth", patients=2, seed=31)
         complete_uid = rows[0]["study_uid"]
         unilateral_uid = next(r["study_uid"] for r in rows if r["study_uid"] != complete_uid)
