@@ -317,7 +317,10 @@ class Coordinator:
         purged = 0
         for study in self.index.due_for_purge(cutoff):
             files = self.spool.purge_study(study.study_uid)
-            results = _purge_result_folders(study)
+            # Result folders go only once a destination holds the objects; without any
+            # destination they are the only copy and stay.
+            delivered = bool(self.index.outbox_rows(study_uid=study.study_uid, limit=1))
+            results = _purge_result_folders(study) if delivered else 0
             self.index.mark_purged(study.study_uid)
             purged += 1
             log.info("study_purged", study_uid=study.study_uid, files=files, results=results)

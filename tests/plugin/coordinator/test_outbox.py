@@ -86,3 +86,45 @@ def test_retry_window_closes_into_failed(tmp_path: Path) -> None:
     assert index.outbox_holds("1.2.3")  # a failed row holds the files back
     assert any("not delivered" in e.message for e in index.errors(10))
     index.close()
+
+
+def test_purge_waits_for_delivery_and_keeps_undelivered_results(tmp_path: Path) -> None:
+    """Spool and result folders go only when every destination holds the objects; a study
+    whose objects were never sent anywhere keeps its results (the only copy)."""
+    import json
+
+    from plugin.coordinator import Coordinator, CoordinatorTiming
+    from plugin.index import InstanceRecord, StudyState
+    from plugin.spool import Spool
+
+    index = SqliteIndex(tmp_path / "index.sqlite3")
+    spool = Spool(tmp_path / "spool")
+    folders = {}
+    for study in ("1.2.1", "1.2.2"):
+        index.record_instance(
+            InstanceRecord(f"{study}.1", study, None, "1.2.840.10008.5.1.4.1.1.1.2",
+                           "1.2.840.10008.1.2.1", str(tmp_path / "x.dcm"), 1, "{}", "L", "CC",
+                           True, None, 1.0)
+        )  # fmt: skip
+        folder = tmp_path / "results" / f"0000000{study[-1]}-0000-0000-0000-000000000000"
+        folder.mkdir(parents=True)
+        (folder / "tid1500_sr.dcm").write_bytes(b"x")
+        folders[study] = folder
+        for state in (StudyState.READY, StudyState.QUEUED, StudyState.DONE):
+            index.transition(study, state)
+        files = [ResultFile("tid1500_sr", str(folder / "tid1500_sr.dcm"), f"2.25.{study[-1]}",
+                            "1.2.840.10008.5.1.4.1.1.88.33", "2.25.9")]  # fmt: skip
+        index.record_result(study, 1, json.dumps({"result_files": [f.to_json() for f in files]}))
+    outbox = Outbox(index, {"pacs": _sink(free_port())}, backoff_initial=1, backoff_max=1,
+                    retry_hours=1)  # fmt: skip
+    sr = folders["1.2.1"] / "tid1500_sr.dcm"
+    files = [ResultFile("tid1500_sr", str(sr), "2.25.1", "1.2.840.10008.5.1.4.1.1.88.33", "2.25.9")]
+    outbox.enqueue("1.2.1", 1, files)
+    loop = Coordinator(index, spool, CoordinatorTiming(0.0, 3600.0, 0.0))
+    assert loop.purge_expired() == 1  # 1.2.2 (nothing pending); 1.2.1 waits for the PACS
+    assert folders["1.2.2"].is_dir()  # never sent anywhere: the results are the only copy
+    [row] = index.outbox_rows()
+    index.record_send(row.id, OutboxState.DELIVERED, status=0, detail="ok")
+    assert loop.purge_expired() == 1
+    assert not folders["1.2.1"].exists()  # delivered: the folder goes with the study
+    index.close()
