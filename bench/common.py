@@ -71,3 +71,14 @@ def summarize(values: Sequence[float]) -> dict[str, float]:
         "max": data[-1],
         "n": len(data),
     }
+
+
+def write_result_json(result: dict[str, Any], path: Path) -> Path:
+    """Write a benchmark's JSON result (folders created) and say where on stderr."""
+    import json
+    import sys
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(f"\nJSON: {path}", file=sys.stderr)
+    return path

@@ -93,7 +93,7 @@ _BENCH_DIR = str(Path(__file__).resolve().parent)
 if _BENCH_DIR not in sys.path:
     sys.path.insert(0, _BENCH_DIR)
 
-from common import machine_info, summarize  # noqa: E402
+from common import machine_info, summarize, write_result_json  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO_ROOT / "docs" / "bench-results"
@@ -696,10 +696,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     print(markdown(result))
     if not args.no_json and (args.out is not None or not args.tiny):
-        path = args.out or RESULTS_DIR / f"pipeline-{dt.date.today().isoformat()}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-        print(f"\nJSON: {path}", file=sys.stderr)
+        write_result_json(
+            result, args.out or RESULTS_DIR / f"pipeline-{dt.date.today().isoformat()}.json"
+        )
     return 0
 
 

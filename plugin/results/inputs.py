@@ -12,7 +12,6 @@ import hashlib
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +60,10 @@ class StudyResults:
     exam: float | None
     #: SOP Instance UID → spool path of every source image the objects may reference.
     source_paths: dict[str, Path] = field(default_factory=dict)
+    #: Source data sets read so far (``source``'s cache; not part of the value).
+    _headers: dict[str, Dataset] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @property
     def study_uid(self) -> str:
@@ -70,10 +73,6 @@ class StudyResults:
     def content_datetime(self) -> datetime:
         """Content Date/Time of every object: when this study version was queued (UTC)."""
         return datetime.fromtimestamp(self.task.queued_at, UTC)
-
-    @cached_property
-    def _headers(self) -> dict[str, Dataset]:
-        return {}
 
     def source(self, sop_instance_uid: str, *, pixels: bool = False) -> Dataset:
         """The source instance as stored (header only unless ``pixels``); cached per call kind."""

@@ -328,7 +328,9 @@ def test_worker_sigkilled_mid_task_is_detected_and_the_task_re_sent(tmp_path: Pa
         study_uid = rows[0]["study_uid"]
         _storescu(svc.port, [r["path"] for r in rows])
         wait_until(
-            lambda: _started(dispatcher.app, (svc.index.get_study(study_uid) or _NONE).task_id),
+            lambda: _started(
+                dispatcher.app, getattr(svc.index.get_study(study_uid), "task_id", None)
+            ),
             timeout=120,
         )
         doomed.kill()  # SIGKILL mid-task
@@ -353,10 +355,3 @@ def test_worker_sigkilled_mid_task_is_detected_and_the_task_re_sent(tmp_path: Pa
         os.environ.pop("BRGAN_WORKER_HEARTBEAT", None)
         redis_proc.terminate()
         redis_proc.wait(10)
-
-
-class _NoStudy:
-    task_id = None
-
-
-_NONE = _NoStudy()

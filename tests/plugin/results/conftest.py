@@ -7,6 +7,8 @@ from the same functions the worker uses (``brgan_core.inference``).
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,6 +30,7 @@ from plugin.results.inputs import AnalyzedImage, StudyResults
 from tests.helpers import write_synth_studies
 
 SHA = "ab" * 32
+DCIODVFY = shutil.which("dciodvfy")
 QUEUED_AT = 1_764_000_000.0  # 2025-11-24T16:00:00Z
 
 
@@ -137,3 +140,16 @@ def study_results(tmp_path: Path) -> Callable[..., StudyResults]:
         return make_results(tmp_path / f"s{next(counter)}", **kwargs)  # type: ignore[arg-type]
 
     return factory
+
+
+def dciodvfy_errors(path: Path) -> list[str]:
+    """The lines of dicom3tools' ``dciodvfy`` report that mention an error (PS3.3 IOD check)."""
+    assert DCIODVFY, "dciodvfy (dicom3tools) is required"
+    run = subprocess.run([DCIODVFY, str(path)], capture_output=True, text=True, timeout=60)
+    return [line for line in (run.stdout + run.stderr).splitlines() if "Error" in line]
+
+
+def save(ds: pydicom.Dataset, path: Path) -> Path:
+    """``ds`` as a Part 10 file at ``path``."""
+    ds.save_as(path, enforce_file_format=True)
+    return path

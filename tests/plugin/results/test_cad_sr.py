@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import io
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
@@ -15,9 +14,9 @@ from pydicom.dataset import Dataset
 
 from plugin.results import cad_sr
 from plugin.results.inputs import SERIES_NUMBERS, StudyResults
-from tests.plugin.results.conftest import provenance
+from plugin.results.writer import encode
+from tests.plugin.results.conftest import dciodvfy_errors, provenance, save
 
-DCIODVFY = shutil.which("dciodvfy")
 DSRDUMP = shutil.which("dsrdump")
 #: dcmtk 3.6.7 says this of every Mammography CAD SR: it cannot check TID 4000 itself.
 DSRDUMP_NOTICE = "W: Check for template constraints not yet supported"
@@ -31,23 +30,6 @@ Factory = Callable[..., StudyResults]
 
 
 # -- helpers -------------------------------------------------------------------------------------
-
-
-def _save(ds: Dataset, path: Path) -> Path:
-    ds.save_as(path, enforce_file_format=True)
-    return path
-
-
-def _bytes(ds: Dataset) -> bytes:
-    buffer = io.BytesIO()
-    pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
-    return buffer.getvalue()
-
-
-def _dciodvfy_errors(path: Path) -> list[str]:
-    assert DCIODVFY, "dciodvfy (dicom3tools) is required"
-    run = subprocess.run([DCIODVFY, str(path)], capture_output=True, text=True, timeout=60)
-    return [line for line in (run.stdout + run.stderr).splitlines() if "Error" in line]
 
 
 def _dsrdump(path: Path) -> tuple[str, list[str]]:
@@ -149,8 +131,8 @@ def _texts(root: Dataset) -> list[str]:
 def test_dciodvfy_and_dsrdump_find_nothing(
     study_results: Factory, tmp_path: Path, kwargs: dict[str, object]
 ) -> None:
-    path = _save(cad_sr.from_study(study_results(**kwargs)), tmp_path / "cad.dcm")
-    assert _dciodvfy_errors(path) == []
+    path = save(cad_sr.from_study(study_results(**kwargs)), tmp_path / "cad.dcm")
+    assert dciodvfy_errors(path) == []
     out, bad = _dsrdump(path)
     assert bad == []
     assert "Mammography CAD SR Document" in out
@@ -161,7 +143,7 @@ def test_dsrdump_checks_relationships_and_lists_probabilities(
 ) -> None:
     results = study_results(scores=SCORES)
     ds = cad_sr.from_study(results)
-    out, bad = _dsrdump(_save(ds, tmp_path / "cad.dcm"))
+    out, bad = _dsrdump(save(ds, tmp_path / "cad.dcm"))
     assert bad == []
     for image in results.analyzed:
         value = cad_sr.percent_text(image.score.p_malignant)
@@ -173,7 +155,7 @@ def test_dsrdump_checks_relationships_and_lists_probabilities(
     bad_item.ConceptNameCodeSequence = ds.ConceptNameCodeSequence
     bad_item.TextValue = "x"
     ds.ContentSequence[2].ContentSequence.append(bad_item)
-    _, bad = _dsrdump(_save(ds, tmp_path / "bad.dcm"))
+    _, bad = _dsrdump(save(ds, tmp_path / "bad.dcm"))
     assert any('Cannot add "contains TEXT" to CODE' in line for line in bad)
 
 
@@ -182,7 +164,7 @@ def test_dsrdump_checks_relationships_and_lists_probabilities(
 
 def test_document_attributes(study_results: Factory, tmp_path: Path) -> None:
     results = study_results()
-    ds = pydicom.dcmread(_save(cad_sr.from_study(results), tmp_path / "cad.dcm"))
+    ds = pydicom.dcmread(save(cad_sr.from_study(results), tmp_path / "cad.dcm"))
     source = results.any_source()
     assert ds.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
     assert ds.SOPClassUID == cad_sr.MAMMOGRAPHY_CAD_SR == ds.file_meta.MediaStorageSOPClassUID
@@ -419,12 +401,12 @@ def test_every_by_reference_target_is_a_library_image(study_results: Factory) ->
 
 def test_deterministic(study_results: Factory) -> None:
     results = study_results(drop=DROP_MLO)
-    first = _bytes(cad_sr.from_study(results))
-    assert _bytes(cad_sr.from_study(results)) == first
+    first = encode(cad_sr.from_study(results))
+    assert encode(cad_sr.from_study(results)) == first
     again = study_results(drop=DROP_MLO)  # same synthetic study, written anew
-    assert _bytes(cad_sr.from_study(again)) == first
+    assert encode(cad_sr.from_study(again)) == first
     other = study_results(drop=DROP_MLO, version=2)
-    assert _bytes(cad_sr.from_study(other)) != first
+    assert encode(cad_sr.from_study(other)) != first
 
 
 def test_predecessor_documents(study_results: Factory) -> None:

@@ -1,8 +1,6 @@
 from __future__ import annotations
 
 import itertools
-import shutil
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,15 +11,9 @@ import pytest
 from plugin.results import heatmap_sc, render
 from plugin.results.common import model_line
 from plugin.results.inputs import SERIES_NUMBERS, AnalyzedImage, StudyResults
+from tests.plugin.results.conftest import dciodvfy_errors
 
-DCIODVFY = shutil.which("dciodvfy")
 SC_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.7"
-
-
-def dciodvfy_errors(path: Path) -> list[str]:
-    assert DCIODVFY, "dciodvfy (dicom3tools) is required"
-    run = subprocess.run([DCIODVFY, str(path)], capture_output=True, text=True, timeout=60)
-    return [line for line in (run.stdout + run.stderr).splitlines() if "Error" in line]
 
 
 def image_of(results: StudyResults, side: str, view: str) -> AnalyzedImage:

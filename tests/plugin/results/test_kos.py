@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import shutil
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,15 +9,9 @@ import pytest
 from plugin.queue.contract import ResultFile
 from plugin.results import heatmap_sc, kos, summary_sc
 from plugin.results.inputs import SERIES_NUMBERS, StudyResults
+from tests.plugin.results.conftest import dciodvfy_errors
 
-DCIODVFY = shutil.which("dciodvfy")
 SR = "1.2.840.10008.5.1.4.1.1.88.22"  # Enhanced SR (a stand-in for an old SR of ours)
-
-
-def dciodvfy_errors(path: Path) -> list[str]:
-    assert DCIODVFY, "dciodvfy (dicom3tools) is required"
-    run = subprocess.run([DCIODVFY, str(path)], capture_output=True, text=True, timeout=60)
-    return [line for line in (run.stdout + run.stderr).splitlines() if "Error" in line]
 
 
 @pytest.fixture

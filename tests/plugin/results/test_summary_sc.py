@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import shutil
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,16 +10,9 @@ import pytest
 from plugin.results import render, summary_sc
 from plugin.results.common import model_line
 from plugin.results.inputs import SERIES_NUMBERS, StudyResults
-from tests.plugin.results.conftest import provenance
+from tests.plugin.results.conftest import dciodvfy_errors, provenance
 
-DCIODVFY = shutil.which("dciodvfy")
 REASON = "cannot decode image: test says so"
-
-
-def dciodvfy_errors(path: Path) -> list[str]:
-    assert DCIODVFY, "dciodvfy (dicom3tools) is required"
-    run = subprocess.run([DCIODVFY, str(path)], capture_output=True, text=True, timeout=60)
-    return [line for line in (run.stdout + run.stderr).splitlines() if "Error" in line]
 
 
 @pytest.fixture

@@ -19,9 +19,9 @@ from pydicom.dataset import Dataset
 from plugin.queue.contract import NotAnalyzed
 from plugin.results import common, tid1500
 from plugin.results.inputs import SERIES_NUMBERS, StudyResults
-from tests.plugin.results.conftest import provenance
+from plugin.results.writer import encode
+from tests.plugin.results.conftest import dciodvfy_errors, provenance, save
 
-DCIODVFY = shutil.which("dciodvfy")
 DSRDUMP = shutil.which("dsrdump")
 #: Not round on purpose: the written value is rounded to tid1500.PRECISION decimals.
 SCORES = {("L", "CC"): 0.912345, ("R", "CC"): 0.123456, ("L", "MLO"): 0.645, ("R", "MLO"): 0.2}
@@ -33,23 +33,6 @@ Factory = Callable[..., StudyResults]
 
 
 # -- helpers -------------------------------------------------------------------------------------
-
-
-def _save(ds: Dataset, path: Path) -> Path:
-    ds.save_as(path, enforce_file_format=True)
-    return path
-
-
-def _bytes(ds: Dataset) -> bytes:
-    buffer = io.BytesIO()
-    pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
-    return buffer.getvalue()
-
-
-def _dciodvfy_errors(path: Path) -> list[str]:
-    assert DCIODVFY, "dciodvfy (dicom3tools) is required"
-    run = subprocess.run([DCIODVFY, str(path)], capture_output=True, text=True, timeout=60)
-    return [line for line in (run.stdout + run.stderr).splitlines() if line.startswith("Error")]
 
 
 def _dsrdump(path: Path) -> tuple[str, list[str]]:
@@ -153,8 +136,8 @@ def test_dciodvfy_and_dsrdump_find_nothing(
     study_results: Factory, tmp_path: Path, drop: tuple, threshold: float | None
 ) -> None:
     results = study_results(scores=SCORES, drop=drop, prov=provenance(threshold=threshold))
-    path = _save(tid1500.from_study(results), tmp_path / "sr.dcm")
-    assert _dciodvfy_errors(path) == []
+    path = save(tid1500.from_study(results), tmp_path / "sr.dcm")
+    assert dciodvfy_errors(path) == []
     out, bad = _dsrdump(path)
     assert bad == []
     assert "Imaging Measurement Report" in out
@@ -257,7 +240,7 @@ def test_ohif_rules(study_results: Factory, drop: tuple) -> None:
 
 def test_image_groups_read_back(study_results: Factory) -> None:
     results = study_results(scores=SCORES, drop=DROP_MLO)
-    ds = pydicom.dcmread(io.BytesIO(_bytes(tid1500.from_study(results))))
+    ds = pydicom.dcmread(io.BytesIO(encode(tid1500.from_study(results))))
     prov = results.provenance
     assert len(_groups(ds)) == len(results.analyzed) == 2
     for image in results.analyzed:
@@ -340,7 +323,7 @@ def test_not_analyzed_without_image_header_is_named_in_text_only(
     """An image whose header is gone, a UID only, and a non-image (our own earlier SR, which the
     plan reports too): each named with its reason, none referenced as an IMAGE."""
     results = study_results(drop=DROP_MLO)
-    own = _save(tid1500.from_study(results), tmp_path / "own.dcm")
+    own = save(tid1500.from_study(results), tmp_path / "own.dcm")
     own_uid = pydicom.dcmread(own).SOPInstanceUID
     gone = dataclasses.replace(results.not_analyzed[0], path=None)
     paths = {k: v for k, v in results.source_paths.items() if k != gone.sop_instance_uid}
@@ -362,7 +345,7 @@ def test_not_analyzed_without_image_header_is_named_in_text_only(
         + [results.not_analyzed[1].sop_instance_uid]
     )
     assert ds.CompletionFlagDescription == "4 of 6 images not analyzed by BR-GAN"
-    assert _dciodvfy_errors(_save(ds, tmp_path / "sr.dcm")) == []
+    assert dciodvfy_errors(save(ds, tmp_path / "sr.dcm")) == []
 
 
 def test_nothing_analyzed_says_so_image_by_image(study_results: Factory) -> None:
@@ -462,7 +445,7 @@ def test_source_without_library_attributes_still_written(
     ds = tid1500.from_study(results)
     assert uid in _evidence(ds)
     assert ds.StudyID == "" and ds.AccessionNumber == ""
-    assert _dciodvfy_errors(_save(ds, tmp_path / "sr.dcm")) == []
+    assert dciodvfy_errors(save(ds, tmp_path / "sr.dcm")) == []
 
 
 # -- determinism and superseding -----------------------------------------------------------------
@@ -470,9 +453,9 @@ def test_source_without_library_attributes_still_written(
 
 def test_deterministic(study_results: Factory) -> None:
     results = study_results(scores=SCORES, drop=DROP_MLO)
-    first = _bytes(tid1500.from_study(results))
+    first = encode(tid1500.from_study(results))
     time.sleep(1.1)  # anything taken from the clock would now differ
-    again = _bytes(tid1500.from_study(dataclasses.replace(results)))
+    again = encode(tid1500.from_study(dataclasses.replace(results)))
     assert first == again
 
 
