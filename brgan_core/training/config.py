@@ -6,11 +6,17 @@ file has top-level training keys and two tables::
     out_dir = "runs/brgan"      # checkpoints, train_config.json, log.jsonl
     epochs = 30
     batch_size = 8
-    lr = 2e-4                   # Adam, generator/classifier step
-    lr_d = 2e-4                 # Adam, discriminator step
-    betas = [0.5, 0.999]
+    lr = 2e-4                   # Adam peak lr, generator/classifier step
+    lr_d = 2e-4                 # Adam peak lr, discriminator step (CycleGAN's 2e-4)
+    betas = [0.9, 0.999]        # Adam betas of the backbone and the heads
+    betas_gan = [0.5, 0.999]    # Adam betas of the generators and discriminators (CycleGAN's)
     weight_decay = 0.0
-    patience = 5                # early stopping on validation AUC (0 = never stop early)
+    schedule = "cosine"         # constant | cosine (per step, after a linear warm-up)
+    warmup_epochs = 1           # linear warm-up from 0 to the peak lr
+    min_lr_ratio = 0.0          # cosine ends at lr * min_lr_ratio
+    ema_decay = 0.0             # 0 = off; else validate/save an EMA of weights and buffers
+    select = "best"             # best (argmax validation AUC) | final (the last epoch's weights)
+    patience = 5                # early stopping on validation AUC (0 = never; select = "best")
     seed = 0
     device = "auto"             # auto | cpu | cuda | cuda:N
     amp = false                 # bfloat16 autocast, CUDA only
@@ -26,6 +32,8 @@ file has top-level training keys and two tables::
     split_seed = 0              # patient-wise 8:1:1 split (paper Sect. 3.1)
     ratios = [0.8, 0.1, 0.1]
     cache_images = true         # keep preprocessed images in memory
+    val_root = ""               # a separately generated validation set: then every pair under
+                                # root trains and ratios/split_seed are not used
 
     [model]                     # BRGANConfig keys (docs/model.md), or preset = "<name>"
     preset = "brgan"
@@ -46,6 +54,10 @@ from typing import Any
 from brgan_core.model.config import BRGANConfig
 
 DATA_KINDS = ("manifest", "inbreast", "cbis-ddsm", "vindr")
+#: Learning-rate schedules: constant, or linear warm-up then cosine decay (per step).
+SCHEDULES = ("constant", "cosine")
+#: Which weights a run keeps: the epoch of best validation AUC, or the last epoch's.
+SELECTIONS = ("best", "final")
 
 
 @dataclass(frozen=True)
@@ -58,9 +70,15 @@ class DataConfig:
     split_seed: int = 0
     ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
     cache_images: bool = True
+    #: A separate validation set (its own patients and seed); then all of ``root`` trains.
+    val_root: Path | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
+        if self.val_root in ("", None):
+            object.__setattr__(self, "val_root", None)
+        else:
+            object.__setattr__(self, "val_root", Path(self.val_root))
         if self.kind not in DATA_KINDS:
             raise ValueError(f"data.kind must be one of {', '.join(DATA_KINDS)}, not {self.kind!r}")
         size = tuple(self.size)
@@ -89,6 +107,7 @@ class DataConfig:
             "split_seed": self.split_seed,
             "ratios": list(self.ratios),
             "cache_images": self.cache_images,
+            "val_root": "" if self.val_root is None else str(self.val_root),
         }
 
 
@@ -103,8 +122,14 @@ class TrainConfig:
     batch_size: int = 8
     lr: float = 2e-4
     lr_d: float = 2e-4
-    betas: tuple[float, float] = (0.5, 0.999)
+    betas: tuple[float, float] = (0.9, 0.999)
+    betas_gan: tuple[float, float] = (0.5, 0.999)
     weight_decay: float = 0.0
+    schedule: str = "cosine"
+    warmup_epochs: int = 1
+    min_lr_ratio: float = 0.0
+    ema_decay: float = 0.0
+    select: str = "best"
     patience: int = 5
     seed: int = 0
     device: str = "auto"
@@ -131,10 +156,24 @@ class TrainConfig:
             if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
                 raise ValueError(f"{key} must be a number >= 0, not {value!r}")
             object.__setattr__(self, key, float(value))
-        betas = tuple(self.betas)
-        if len(betas) != 2 or not all(isinstance(b, int | float) and 0 <= b < 1 for b in betas):
-            raise ValueError(f"betas must be two numbers in [0, 1), not {self.betas!r}")
-        object.__setattr__(self, "betas", (float(betas[0]), float(betas[1])))
+        for key in ("betas", "betas_gan"):
+            raw = getattr(self, key)
+            betas = tuple(raw)
+            if len(betas) != 2 or not all(isinstance(b, int | float) and 0 <= b < 1 for b in betas):
+                raise ValueError(f"{key} must be two numbers in [0, 1), not {raw!r}")
+            object.__setattr__(self, key, (float(betas[0]), float(betas[1])))
+        if self.schedule not in SCHEDULES:
+            raise ValueError(
+                f"schedule must be one of {', '.join(SCHEDULES)}, not {self.schedule!r}"
+            )
+        _check_int("warmup_epochs", self.warmup_epochs, minimum=0)
+        for key in ("min_lr_ratio", "ema_decay"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
+                raise ValueError(f"{key} must be a number in [0, 1), not {value!r}")
+            object.__setattr__(self, key, float(value))
+        if self.select not in SELECTIONS:
+            raise ValueError(f"select must be one of {', '.join(SELECTIONS)}, not {self.select!r}")
         dev = self.device
         if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, not {dev!r}")

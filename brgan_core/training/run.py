@@ -2,7 +2,8 @@
 
 The dataset is read with :func:`brgan_core.data.readers.read_dataset` (``data.kind``,
 ``data.root``), split patient-wise (:func:`brgan_core.data.splits.split_pairs`, paper Sect. 3.1:
-8:1:1) and the training and validation pairs are preprocessed with
+8:1:1) unless ``data.val_root`` names a separately generated validation set (then all of
+``data.root`` trains) and the training and validation pairs are preprocessed with
 :func:`brgan_core.preprocess.preprocess` to ``data.size``. The test split is never touched here.
 For ``model.reference = "random_healthy"`` the training pairs get random benign references of
 other patients; validation always uses the contralateral (BR-GAN's ``predict`` does not read it).
@@ -32,27 +33,34 @@ def build_trainer(
     if not report.pairs:
         dropped = ", ".join(f"{k}: {v}" for k, v in report.dropped.items()) or "none"
         raise TrainingError(f"{data.root}: no usable pairs found (dropped — {dropped})")
-    splits = split_pairs(report.pairs, seed=data.split_seed, ratios=data.ratios)
-    if not splits.train or not splits.val:
-        raise TrainingError(
-            f"{data.root}: {len(report.pairs)} pairs are too few for a train/validation split"
-        )
+    if data.val_root is not None:  # a separately generated validation set: all of root trains
+        val_report = read_dataset(data.kind, data.val_root)
+        if not val_report.pairs:
+            raise TrainingError(f"{data.val_root}: no usable validation pairs found")
+        train_pairs, val_pairs = list(report.pairs), list(val_report.pairs)
+    else:
+        splits = split_pairs(report.pairs, seed=data.split_seed, ratios=data.ratios)
+        if not splits.train or not splits.val:
+            raise TrainingError(
+                f"{data.root}: {len(report.pairs)} pairs are too few for a train/validation split"
+            )
+        train_pairs, val_pairs = splits.train, splits.val
     train = PairDataset(
-        splits.train,
+        train_pairs,
         data.size,
         loader=loader,
         cache=data.cache_images,
         reference=config.model.reference,
         seed=config.seed,
     )
-    val = PairDataset(splits.val, data.size, loader=loader, cache=data.cache_images)
+    val = PairDataset(val_pairs, data.size, loader=loader, cache=data.cache_images)
     from brgan_core.synth.dataset import is_synthetic
 
     return Trainer(
         config,
         train,
         val,
-        fingerprint=data_fingerprint(splits.train),
+        fingerprint=data_fingerprint(train_pairs),
         synthetic_training=is_synthetic(data.root),
         on_step=on_step,
         on_epoch=on_epoch,

@@ -16,15 +16,26 @@ Files in ``out_dir``:
                                    and strings only; read with ``torch.load(weights_only=True)``)
 ``log.jsonl``                      one JSON object per epoch
 
-Determinism: the model is built after ``torch.manual_seed(seed)``; every epoch reseeds torch
-with ``seed + epoch`` and shuffles with its own generator, so a resumed run produces the same
-weights as an uninterrupted one (bit-exact on CPU).
+Optimisation (the converged protocol of docs/benchmarks.md): Adam with ``betas`` for the
+backbone and heads and ``betas_gan`` (CycleGAN's β1 = 0.5) for the generators and discriminators;
+the learning rate warms up linearly over ``warmup_epochs`` and then follows ``schedule``
+(cosine decay per step to ``lr × min_lr_ratio``, or constant). With ``ema_decay`` > 0 an
+exponential moving average of the weights *and* buffers (BatchNorm statistics) is kept
+(:class:`torch.optim.swa_utils.AveragedModel`); it is what is validated and saved, so BatchNorm
+statistics always belong to the weights they are saved with. ``select = "final"`` keeps the last
+epoch (no early stopping, no selection on a noisy validation AUC); ``"best"`` keeps the argmax.
+
+Determinism: the model is built after ``torch.manual_seed(seed)`` (the backbone first, so rows
+with the same seed start from the same backbone weights); every epoch reseeds torch with
+``seed + epoch`` and shuffles with its own generator (the same batch order for every row of a
+seed), so a resumed run produces the same weights as an uninterrupted one (bit-exact on CPU).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import shutil
 import time
 from collections.abc import Callable
@@ -34,6 +45,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.optim.lr_scheduler import LambdaLR
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset
 
 from brgan_core.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
@@ -110,6 +123,23 @@ def roc_auc(labels: Tensor, scores: Tensor) -> float | None:
     return float(roc_auc_score(y, scores.float().cpu().numpy()))
 
 
+def lr_factor(
+    step: int, *, warmup: int, total: int, schedule: str, min_ratio: float = 0.0
+) -> float:
+    """Multiplier of the peak lr at optimiser ``step`` (0-based): linear warm-up, then cosine.
+
+    Warm-up: ``(step + 1) / warmup`` for the first ``warmup`` steps. Cosine (SGDR without
+    restarts, Loshchilov & Hutter 2017): ``min + (1 − min) · ½ (1 + cos(π · progress))`` with
+    progress from 0 at the end of the warm-up to 1 at ``total``.
+    """
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
 def train_step(
     model: BRGAN,
     batch: Batch,
@@ -184,19 +214,53 @@ class Trainer:
         self.device = select_device(config.device)
         torch.manual_seed(config.seed)
         self.model = build_model(config.model).to(self.device)
-        self.opt_g = torch.optim.Adam(
-            self.model.generator_parameters(),
-            lr=config.lr,
-            betas=config.betas,
-            weight_decay=config.weight_decay,
-        )
+        gan_ids = {
+            id(p)
+            for module in (self.model.g_t2c, self.model.g_c2t)
+            if module is not None
+            for p in module.parameters()
+        }
+        params = self.model.generator_parameters()
+        groups: list[dict[str, Any]] = [
+            {"params": [p for p in params if id(p) not in gan_ids], "betas": config.betas}
+        ]
+        if gan_ids:
+            groups.append(
+                {"params": [p for p in params if id(p) in gan_ids], "betas": config.betas_gan}
+            )
+        self.opt_g = torch.optim.Adam(groups, lr=config.lr, weight_decay=config.weight_decay)
         self.opt_d = (
             torch.optim.Adam(
-                self.model.discriminator_parameters(), lr=config.lr_d, betas=config.betas
+                self.model.discriminator_parameters(), lr=config.lr_d, betas=config.betas_gan
             )
             if self.model.has_discriminators
             else None
         )
+        self.ema: AveragedModel | None = None
+        if config.ema_decay:
+            self.ema = AveragedModel(
+                self.model,
+                multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay),
+                use_buffers=True,
+            )
+        self.steps_per_epoch = len(self._loader(train_data, shuffle_seed=0))
+        if config.max_steps_per_epoch:
+            self.steps_per_epoch = min(self.steps_per_epoch, config.max_steps_per_epoch)
+        total = self.steps_per_epoch * config.epochs
+        warmup = self.steps_per_epoch * config.warmup_epochs
+
+        def factor(step: int) -> float:
+            return lr_factor(
+                step,
+                warmup=warmup,
+                total=total,
+                schedule=config.schedule,
+                min_ratio=config.min_lr_ratio,
+            )
+
+        self.schedulers = [LambdaLR(self.opt_g, factor)]
+        if self.opt_d is not None:
+            self.schedulers.append(LambdaLR(self.opt_d, factor))
         cuda = self.device.type == "cuda"
         self.use_amp = config.amp and cuda
         if config.compile and cuda:
@@ -224,6 +288,11 @@ class Trainer:
             pin_memory=self.device.type == "cuda",
         )
 
+    @property
+    def eval_model(self) -> BRGAN:
+        """The weights that are validated and saved: the EMA when on, else the model."""
+        return self.model if self.ema is None else self.ema.module  # type: ignore[return-value]
+
     def _info(self, metrics: dict[str, Any]) -> CheckpointInfo:
         return CheckpointInfo(
             model_config=self.model.config.to_dict(),
@@ -240,12 +309,32 @@ class Trainer:
         current = self.config.to_dict()
         if resume and path.is_file():
             saved = json.loads(path.read_text(encoding="utf-8"))
-            for key in ("model", "data", "seed", "batch_size", "lr", "lr_d", "betas"):
+            for key in (
+                "model",
+                "data",
+                "seed",
+                "batch_size",
+                "lr",
+                "lr_d",
+                "betas",
+                "betas_gan",
+                "schedule",
+                "warmup_epochs",
+                "min_lr_ratio",
+                "ema_decay",
+                "select",
+            ):
                 if saved.get(key) != current.get(key):
                     raise TrainingError(
                         f"{self.out_dir}: cannot resume, '{key}' differs from the run there "
                         "(use another out_dir, or the same config)"
                     )
+            if self.config.schedule != "constant" and saved.get("epochs") != self.config.epochs:
+                raise TrainingError(
+                    f"{self.out_dir}: cannot resume with epochs = {self.config.epochs}: the "
+                    f"{self.config.schedule} schedule of the run there spans "
+                    f"{saved.get('epochs')} epochs (only a constant schedule can be extended)"
+                )
         elif not resume and (self.out_dir / STATE_NAME).exists():
             raise TrainingError(
                 f"{self.out_dir} already holds a run; resume it (--resume) or pick another out_dir"
@@ -265,10 +354,21 @@ class Trainer:
         state = torch.load(path, map_location="cpu", weights_only=True)
         checkpoint = self.out_dir / state["checkpoint"]
         weights, _ = load_checkpoint(checkpoint, expected_sha256=state["sha256"])
-        self.model.load_state_dict(weights, strict=True)
+        if "model" in state:  # the raw weights (the checkpoint holds the EMA when it is on)
+            self.model.load_state_dict(state["model"], strict=True)
+        else:
+            self.model.load_state_dict(weights, strict=True)
+        if self.ema is not None:
+            if "ema" not in state:
+                raise TrainingError(
+                    f"{self.out_dir}: the saved state has no EMA; resume with ema_decay = 0"
+                )
+            self.ema.load_state_dict(state["ema"], strict=True)
         self.opt_g.load_state_dict(state["opt_g"])
         if self.opt_d is not None:
             self.opt_d.load_state_dict(state["opt_d"])
+        for scheduler, saved in zip(self.schedulers, state.get("schedulers", []), strict=False):
+            scheduler.load_state_dict(saved)
         return state
 
     # -- the loop ----------------------------------------------------------------------------
@@ -308,28 +408,36 @@ class Trainer:
             if hasattr(self.train_data, "set_epoch"):
                 self.train_data.set_epoch(epoch)
             loader = self._loader(self.train_data, shuffle_seed=cfg.seed * 100_003 + epoch)
-            steps = len(loader)
-            if cfg.max_steps_per_epoch:
-                steps = min(steps, cfg.max_steps_per_epoch)
+            steps = self.steps_per_epoch
             sums: dict[str, float] = {}
+            lr_start = self.opt_g.param_groups[0]["lr"]
             for step, batch in enumerate(loader, start=1):
                 if step > steps:
                     break
                 losses = train_step(
                     self.model, batch.to(self.device), self.opt_g, self.opt_d, self._autocast
                 )
+                for scheduler in self.schedulers:
+                    scheduler.step()
+                if self.ema is not None:
+                    self.ema.update_parameters(self.model)
                 for key, value in losses.items():
                     sums[key] = sums.get(key, 0.0) + value
                 if self.on_step is not None:
                     self.on_step(StepInfo(epoch, cfg.epochs, step, steps, losses))
             train_means = {key: value / steps for key, value in sums.items()}
-            val = evaluate(self.model, val_loader, self.device)
+            train_means["lr"] = lr_start
+            val = evaluate(self.eval_model, val_loader, self.device)
 
             auc = val["auc"]
             best_auc = state["best_auc"]
             improved = auc is not None and (best_auc != best_auc or auc > best_auc)
             first = state["best_epoch"] == 0
-            if improved:
+            if cfg.select == "final":  # the last epoch is kept; nothing is selected on val AUC
+                state["best_auc"], state["best_epoch"], state["bad_epochs"] = auc, epoch, 0
+                if auc is None:
+                    state["best_auc"] = float("nan")
+            elif improved:
                 state["best_auc"], state["best_epoch"], state["bad_epochs"] = auc, epoch, 0
             else:
                 state["bad_epochs"] += 1
@@ -340,7 +448,9 @@ class Trainer:
             name = f"{CHECKPOINT_DIR}/epoch-{epoch:03d}.safetensors"
             metrics = {"epoch": epoch, "val_auc": auc, "val_loss": val["loss"], "val_n": val["n"]}
             metrics.update({f"train_{k}": v for k, v in train_means.items()})
-            sha = save_checkpoint(self.out_dir / name, self.model.state_dict(), self._info(metrics))
+            sha = save_checkpoint(
+                self.out_dir / name, self.eval_model.state_dict(), self._info(metrics)
+            )
             if is_best:
                 shutil.copyfile(self.out_dir / name, self.out_dir / BEST_NAME)
             record = EpochRecord(
@@ -362,8 +472,12 @@ class Trainer:
                     "sha256": sha,
                     "opt_g": self.opt_g.state_dict(),
                     "opt_d": self.opt_d.state_dict() if self.opt_d is not None else {},
+                    "schedulers": [scheduler.state_dict() for scheduler in self.schedulers],
+                    "model": self.model.state_dict(),
                 }
             )
+            if self.ema is not None:
+                state["ema"] = self.ema.state_dict()
             self._save_state(state)
             if self.on_epoch is not None:
                 self.on_epoch(record)

@@ -15,15 +15,21 @@ import typer
 KEYS_HELP = "\n\n".join(
     [
         '[bold]Top-level keys[/bold] (defaults): out_dir ("runs/brgan"), epochs (30), '
-        "batch_size (8), lr (2e-4, Adam for backbone/generators/heads), lr_d (2e-4, Adam for "
-        "the discriminators), betas ([0.5, 0.999]), weight_decay (0), patience (5 epochs "
-        "without a better validation AUC; 0 = never stop early), seed (0), device (auto | cpu "
-        "| cuda | cuda:N), amp (false; bfloat16 autocast on CUDA), compile (false; "
+        "batch_size (8), lr (2e-4, peak Adam lr for backbone/generators/heads), lr_d (2e-4, "
+        "peak Adam lr for the discriminators), betas ([0.9, 0.999], backbone and heads), "
+        "betas_gan ([0.5, 0.999], generators and discriminators), weight_decay (0), schedule "
+        "(cosine: linear warm-up over warmup_epochs (1), then cosine decay per step to lr × "
+        "min_lr_ratio (0); or constant), ema_decay (0 = off; else an exponential moving "
+        "average of weights and BatchNorm buffers is validated and saved), select (best: the "
+        "epoch of best validation AUC; final: the last epoch, no early stopping), patience (5 "
+        "epochs without a better validation AUC; 0 = never stop early), seed (0), device "
+        "(auto | cpu | cuda | cuda:N), amp (false; bfloat16 autocast on CUDA), compile (false; "
         "torch.compile of the backbone on CUDA), num_workers (0), max_steps_per_epoch (0 = "
         "all), research_only (true).",
         "[bold]\\[data][/bold]: kind (manifest | inbreast | cbis-ddsm | vindr), root (dataset "
         "folder or manifest CSV), size ([512, 416], model input rows, columns), split_seed (0), "
-        "ratios ([0.8, 0.1, 0.1], patient-wise train/val/test), cache_images (true).",
+        "ratios ([0.8, 0.1, 0.1], patient-wise train/val/test), cache_images (true), val_root "
+        "(empty; a separately generated validation set: then every pair under root trains).",
         "[bold]\\[model][/bold]: preset (vanilla | sbf | gan | gan_single_mask | "
         "gan_double_mask | gan_double_re | brgan | cyclegan_healthy: the paper's Table 3 rows "
         "and baselines; brgan_paired: BR-GAN whose G_T2C also sees the contralateral, our "

@@ -22,7 +22,8 @@ def cli() -> typer.Typer:
 
 def test_cli_trains_and_logs(manifest: Path, tmp_path: Path) -> None:
     path = tmp_path / "t.toml"
-    path.write_text(toml(manifest, tmp_path / "ignored"), encoding="utf-8")
+    # a constant schedule can be extended on resume; a cosine one cannot (tested below)
+    path.write_text(toml(manifest, tmp_path / "ignored", 'schedule = "constant"'), encoding="utf-8")
     out = tmp_path / "run"
     result = CliRunner().invoke(cli(), ["--config", str(path), "--out-dir", str(out)])
     assert result.exit_code == 0, result.output
@@ -36,6 +37,18 @@ def test_cli_trains_and_logs(manifest: Path, tmp_path: Path) -> None:
     )
     assert resumed.exit_code == 0, resumed.output
     assert len((out / "log.jsonl").read_text().splitlines()) == 2
+
+
+def test_cli_refuses_to_extend_a_cosine_schedule(manifest: Path, tmp_path: Path) -> None:
+    path = tmp_path / "t.toml"
+    path.write_text(toml(manifest, tmp_path / "ignored"), encoding="utf-8")
+    out = tmp_path / "run"
+    assert CliRunner().invoke(cli(), ["--config", str(path), "--out-dir", str(out)]).exit_code == 0
+    resumed = CliRunner().invoke(
+        cli(), ["--config", str(path), "--out-dir", str(out), "--epochs", "2", "--resume"]
+    )
+    assert resumed.exit_code != 0
+    assert "cosine schedule of the run there spans 1 epochs" in str(resumed.exception)
 
 
 def test_cli_bad_config_names_the_key(tmp_path: Path) -> None:

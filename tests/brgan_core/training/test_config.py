@@ -50,7 +50,9 @@ def test_defaults_are_full_brgan() -> None:
     cfg = TrainConfig.from_dict({})
     assert cfg.model == BRGANConfig()
     assert cfg.data.ratios == (0.8, 0.1, 0.1)
-    assert cfg.betas == (0.5, 0.999)
+    assert (cfg.betas, cfg.betas_gan) == ((0.9, 0.999), (0.5, 0.999))
+    protocol = (cfg.schedule, cfg.warmup_epochs, cfg.ema_decay, cfg.select)
+    assert protocol == ("cosine", 1, 0.0, "best")
 
 
 @pytest.mark.parametrize(

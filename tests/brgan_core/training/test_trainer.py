@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from brgan_core.training import (
     TrainingError,
     select_device,
 )
+from brgan_core.training.trainer import lr_factor
 from tests.brgan_core.model.helpers import synthetic_pairs
 
 
@@ -64,7 +66,7 @@ def test_fit_writes_checkpoints_log_and_state(tmp_path: Path) -> None:
     assert len(lines) == 2
     first = json.loads(lines[0])
     assert first["epoch"] == 1 and 0.0 <= first["val"]["auc"] <= 1.0
-    assert set(first["train"]) == set(steps[0].losses)
+    assert set(first["train"]) == set(steps[0].losses) | {"lr"}
     for epoch in (1, 2):
         assert (tmp_path / f"checkpoints/epoch-{epoch:03d}.safetensors").is_file()
     assert (tmp_path / "best.safetensors").is_file()
@@ -91,18 +93,85 @@ def state_of(out: Path, epoch: int) -> dict[str, torch.Tensor]:
     return weights
 
 
-def test_resume_is_bit_exact(tmp_path: Path) -> None:
-    train, val = datasets()
-    Trainer(config(tmp_path / "full", epochs=3), train, val).fit()
+class _KilledError(Exception):
+    """Stands in for a process killed after an epoch (raised from the epoch callback)."""
 
-    Trainer(config(tmp_path / "cut", epochs=1), train, val).fit()
-    resumed = Trainer(config(tmp_path / "cut", epochs=3), train, val).fit(resume=True)
+
+def _kill_after(epoch: int):
+    def on_epoch(record: object) -> None:
+        if record.epoch == epoch:  # type: ignore[attr-defined]
+            raise _KilledError
+
+    return on_epoch
+
+
+@pytest.mark.parametrize(
+    "protocol",
+    [
+        {"schedule": "constant", "warmup_epochs": 0},
+        {"schedule": "cosine", "warmup_epochs": 1, "ema_decay": 0.9, "select": "final"},
+    ],
+    ids=["constant", "cosine-ema"],
+)
+def test_resume_is_bit_exact(tmp_path: Path, protocol: dict[str, object]) -> None:
+    train, val = datasets()
+    Trainer(config(tmp_path / "full", epochs=3, **protocol), train, val).fit()
+
+    cut = config(tmp_path / "cut", epochs=3, **protocol)
+    with pytest.raises(_KilledError):
+        Trainer(cut, train, val, on_epoch=_kill_after(1)).fit()
+    resumed = Trainer(cut, train, val).fit(resume=True)
     assert resumed.epochs_run == 3
     assert [r.epoch for r in resumed.history] == [1, 2, 3]
-    full, cut = state_of(tmp_path / "full", 3), state_of(tmp_path / "cut", 3)
-    assert full.keys() == cut.keys()
-    assert all(torch.equal(full[k], cut[k]) for k in full)
+    full, cut_state = state_of(tmp_path / "full", 3), state_of(tmp_path / "cut", 3)
+    assert full.keys() == cut_state.keys()
+    assert all(torch.equal(full[k], cut_state[k]) for k in full)
     assert len((tmp_path / "cut/log.jsonl").read_text().splitlines()) == 3
+
+
+def test_constant_schedule_can_be_extended_on_resume(tmp_path: Path) -> None:
+    train, val = datasets()
+    Trainer(config(tmp_path, epochs=1, schedule="constant"), train, val).fit()
+    resumed = Trainer(config(tmp_path, epochs=2, schedule="constant"), train, val).fit(resume=True)
+    assert resumed.epochs_run == 2
+
+
+def test_cosine_schedule_warms_up_and_decays(tmp_path: Path) -> None:
+    train, val = datasets()
+    result = Trainer(config(tmp_path, epochs=3, warmup_epochs=1), train, val).fit()
+    lrs = [r.train["lr"] for r in result.history]  # the lr at the start of each epoch
+    assert lrs[0] < lrs[1] and lrs[2] < lrs[1]  # warm-up from ~0, then cosine decay
+    assert lrs[1] == pytest.approx(1e-3)
+
+
+def test_lr_factor_shape() -> None:
+    f = [lr_factor(s, warmup=10, total=110, schedule="cosine") for s in range(111)]
+    assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0)
+    assert f[10] == pytest.approx(1.0) and f[60] == pytest.approx(0.5) and f[110] == 0.0
+    assert all(a >= b for a, b in itertools.pairwise(f[10:]))
+    assert lr_factor(50, warmup=0, total=100, schedule="constant") == 1.0
+
+
+def test_ema_weights_are_saved_and_differ_from_the_raw_model(tmp_path: Path) -> None:
+    train, val = datasets()
+    trainer = Trainer(config(tmp_path, epochs=2, ema_decay=0.5, select="final"), train, val)
+    result = trainer.fit()
+    saved = state_of(tmp_path, 2)
+    ema = trainer.eval_model.state_dict()
+    raw = trainer.model.state_dict()
+    assert all(torch.equal(saved[k], ema[k]) for k in saved)
+    assert not all(torch.equal(saved[k], raw[k]) for k in saved if saved[k].is_floating_point())
+    assert result.best_epoch == 2  # select = final keeps the last epoch
+
+
+def test_backbone_and_heads_get_their_own_betas(tmp_path: Path) -> None:
+    train, val = datasets()
+    trainer = Trainer(config(tmp_path, betas=(0.9, 0.999), betas_gan=(0.5, 0.999)), train, val)
+    groups = trainer.opt_g.param_groups
+    assert [g["betas"] for g in groups] == [(0.9, 0.999), (0.5, 0.999)]
+    backbone = {id(p) for p in trainer.model.backbone.parameters()}
+    assert backbone <= {id(p) for p in groups[0]["params"]}
+    assert trainer.opt_d is not None and trainer.opt_d.param_groups[0]["betas"] == (0.5, 0.999)
 
 
 def test_fixed_seed_repeats_and_other_seed_differs(tmp_path: Path) -> None:
@@ -138,7 +207,7 @@ def test_vanilla_trains_without_discriminators(tmp_path: Path) -> None:
     trainer = Trainer(cfg, train, val)
     assert trainer.opt_d is None
     result = trainer.fit()
-    assert set(result.history[0].train) == {"cls", "g_total"}
+    assert set(result.history[0].train) == {"cls", "g_total", "lr"}
 
 
 def test_refuses_to_overwrite_or_resume_another_run(tmp_path: Path) -> None:
@@ -157,13 +226,13 @@ def test_tampered_epoch_checkpoint_is_refused_on_resume(tmp_path: Path) -> None:
     from brgan_core.checkpoint import CheckpointError
 
     train, val = datasets()
-    Trainer(config(tmp_path, epochs=1), train, val).fit()
+    Trainer(config(tmp_path, epochs=1, schedule="constant"), train, val).fit()
     path = tmp_path / "checkpoints/epoch-001.safetensors"
     data = bytearray(path.read_bytes())
     data[-1] ^= 0xFF
     path.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="does not match"):
-        Trainer(config(tmp_path, epochs=2), train, val).fit(resume=True)
+        Trainer(config(tmp_path, epochs=2, schedule="constant"), train, val).fit(resume=True)
 
 
 def test_device_selection() -> None:
