@@ -25,7 +25,7 @@ def load(name: str) -> ModuleType:
     return module
 
 
-@pytest.mark.parametrize("name", ["inference", "ingest", "ablation", "cam_figure"])
+@pytest.mark.parametrize("name", ["inference", "ingest", "ablation", "cam_figure", "seeds"])
 def test_help_exits_cleanly(name: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         load(name).main(["--help"])
@@ -144,3 +144,34 @@ def test_ablation_trains_rows_in_two_children_then_evaluates_all(tmp_path: Path)
 def test_ablation_refuses_unknown_rows(capsys: pytest.CaptureFixture[str]) -> None:
     assert load("ablation").main(["--rows", "vanilla,nonsense"]) == 2
     assert "unknown rows: nonsense" in capsys.readouterr().err
+
+
+def test_seeds_trains_rows_by_seed_and_reports_the_paired_contrast(tmp_path: Path) -> None:
+    """A tiny rows x seeds run: children per (row, seed), then the paired statistics."""
+    import json
+
+    seeds = load("seeds")
+    assert seeds.parse_seeds("0-2,5") == [0, 1, 2, 5]
+    out = tmp_path / "seeds"
+    rc = seeds.main(
+        [
+            *("--out", str(out), "--rows", "vanilla,sbf", "--primary", "sbf", "--jobs", "2"),
+            *("--seeds", "0,1", "--epochs", "2", "--backbone", "tiny", "--n-boot", "20"),
+            *("--train-patients", "6", "--val-patients", "4", "--test-patients", "4"),
+        ]
+    )
+    assert rc == 0
+    report = json.loads((out / "seeds.json").read_text())
+    assert set(report["rows"]) == {"vanilla", "sbf"}
+    for row in ("vanilla", "sbf"):
+        for seed in (0, 1):
+            result = json.loads((out / "runs" / row / f"seed-{seed}" / "eval.json").read_text())
+            assert result["epochs_run"] == 2 and len(result["scores"]) == 16
+            assert result["config"]["select"] == "final" and result["config"]["ema_decay"] > 0
+            assert result["config"]["data"]["val_root"].endswith("val")
+    primary = report["primary"]
+    assert primary["row"] == "sbf" and primary["n_seeds"] == 2 and len(primary["diffs"]) == 2
+    low, high = primary["hierarchical_ci"]
+    assert low <= high
+    assert (out / "curves.png").stat().st_size > 1000
+    assert "Primary contrast, sbf − baseline over 2 paired seeds" in (out / "seeds.md").read_text()
