@@ -11,6 +11,8 @@ file's string metadata (safetensors header ``__metadata__``) holds, as JSON:
 ``threshold``         operating threshold chosen on validation at a stated sensitivity
 ``temperature``       temperature-scaling factor fitted on validation logits
 ``research_only``     true for models trained on synthetic data (every output says so)
+``feature_guard``     the training distribution in feature space (mean, whitening, distance
+                      threshold; :mod:`brgan_core.shift`): the domain-shift guard
 ``created``           ISO timestamp; ``notes`` free text
 
 Its sha256 is the hash of the file's bytes; the registry stores it beside the file (a file cannot
@@ -33,7 +35,7 @@ from typing import Any
 from brgan_core.errors import BrganCoreError
 
 FORMAT_VERSION = 1
-_JSON_KEYS = ("model_config", "preprocessing", "metrics")
+_JSON_KEYS = ("model_config", "preprocessing", "metrics", "feature_guard")
 
 
 class CheckpointError(BrganCoreError):
@@ -54,6 +56,8 @@ class CheckpointInfo:
     #: Trained on synthetic data (``brgan synth`` output): a demo model, labelled so in every
     #: output. A checkpoint written before the flag existed reads as True (the safe side).
     synthetic_training: bool = True
+    #: :class:`brgan_core.shift.FeatureGuard` as a dict; empty for a checkpoint without one.
+    feature_guard: dict[str, Any] = field(default_factory=dict)
     created: str = ""
     notes: str = ""
 
@@ -65,6 +69,7 @@ class CheckpointInfo:
             "preprocessing": json.dumps(self.preprocessing, sort_keys=True),
             "data_fingerprint": self.data_fingerprint,
             "metrics": json.dumps(self.metrics, sort_keys=True),
+            "feature_guard": json.dumps(self.feature_guard, sort_keys=True),
             "threshold": "" if self.threshold is None else repr(float(self.threshold)),
             "temperature": repr(float(self.temperature)),
             "research_only": "true" if self.research_only else "false",
@@ -96,6 +101,7 @@ class CheckpointInfo:
             model_config=decoded["model_config"],
             preprocessing=decoded["preprocessing"],
             metrics=decoded["metrics"],
+            feature_guard=decoded["feature_guard"],
             data_fingerprint=meta.get("data_fingerprint", ""),
             threshold=threshold,
             temperature=temperature,

@@ -5,13 +5,16 @@ The dataset is read with :func:`brgan_core.data.readers.read_dataset` (``data.ki
 8:1:1) unless ``data.val_root`` names a separately generated validation set (then all of
 ``data.root`` trains) and the training and validation pairs are preprocessed with
 :func:`brgan_core.preprocess.preprocess` to ``data.size``. The test split is never touched here.
+The kept checkpoint gets the domain-shift guard (:func:`attach_training_guard`).
 For ``model.reference = "random_healthy"`` the training pairs get random benign references of
 other patients; validation always uses the contralateral (BR-GAN's ``predict`` does not read it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 from brgan_core.data.readers import read_dataset
 from brgan_core.data.splits import split_pairs
@@ -77,4 +80,19 @@ def train_from_config(
 ) -> TrainResult:
     """Train the run ``config`` describes (continue it in ``out_dir`` with ``resume``)."""
     trainer = build_trainer(config, loader=loader, on_step=on_step, on_epoch=on_epoch)
-    return trainer.fit(resume=resume)
+    result = trainer.fit(resume=resume)
+    if result.best_checkpoint.is_file():
+        attach_training_guard(result.best_checkpoint, trainer)
+    return result
+
+
+def attach_training_guard(checkpoint: Path, trainer: Trainer) -> None:
+    """Store the domain-shift guard (:mod:`brgan_core.shift`) in the kept checkpoint: fitted on
+    the training images' features, thresholded on the validation images'."""
+    from brgan_core.shift import attach_guard
+
+    def targets(data: Any) -> Iterator[Any]:
+        for i in range(len(data)):
+            yield data[i]["target"][0].numpy()
+
+    attach_guard(checkpoint, targets(trainer.train_data), targets(trainer.val_data))

@@ -52,3 +52,31 @@ def test_no_pairs_is_a_clear_error(tmp_path: Path) -> None:
     cfg = TrainConfig.from_dict({"data": {"root": str(empty)}, "model": {"backbone": "tiny"}})
     with pytest.raises(TrainingError, match="no usable pairs"):
         build_trainer(cfg)
+
+
+def test_kept_checkpoint_carries_the_domain_shift_guard(manifest: Path, tmp_path: Path) -> None:
+    """train_from_config fits the guard on training features, thresholds it on validation."""
+    import numpy as np
+
+    from brgan_core.checkpoint import load_checkpoint
+    from brgan_core.model import build_model
+    from brgan_core.shift import guard_of, pooled_features
+
+    path = tmp_path / "t.toml"
+    path.write_text(toml(manifest, tmp_path / "run"), encoding="utf-8")
+    cfg = TrainConfig.from_toml(path)
+    result = train_from_config(cfg)
+    weights, info = load_checkpoint(result.best_checkpoint)
+    guard = guard_of(info)
+    assert guard is not None and guard.percentile == 99.0
+    assert guard.mean.shape == (64,)  # the tiny backbone's channels
+    trainer = build_trainer(cfg)
+    model = build_model(info.model_config)
+    model.load_state_dict(weights)
+    val = pooled_features(
+        model, (trainer.val_data[i]["target"][0].numpy() for i in range(len(trainer.val_data)))
+    )
+    assert guard.n_val == len(val)
+    assert np.mean(guard.outside(val)) <= 0.5  # the threshold is a high validation percentile
+    noise = np.random.default_rng(0).random((4, 64, 52))  # not a mammogram at all
+    assert np.all(guard.outside(pooled_features(model, noise)))

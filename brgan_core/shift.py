@@ -1,0 +1,216 @@
+"""The domain-shift guard: is an image inside the distribution the model was trained on?
+
+A model trained on one vendor's images fails silently on another's (nyukat/
+breast_cancer_classifier #13 on CBIS-DDSM). Every checkpoint therefore carries a description of
+its training distribution in feature space — the target's global-average-pooled backbone
+features f_T (``Prediction.features``) — and at inference an image whose features lie beyond it
+is reported as *not analyzed: outside the model's training distribution*.
+
+The description (:class:`FeatureGuard`), after Lee et al. 2018 ("A simple unified framework for
+detecting out-of-distribution samples", Mahalanobis distance on features) made compact with a
+principal subspace:
+
+* the training features' mean μ and their top-k principal directions V (k ≤ 32) with variances
+  λ (Ledoit–Wolf shrunk covariance, so a small training set gives a stable estimate);
+* distance² = Σ_j ((x − μ)·v_j)² / λ_j  +  ‖residual outside the subspace‖² / σ²_res, where σ²_res
+  is the mean residual variance per dimension times the number of residual dimensions (the
+  residual term catches features that move *out of* the subspace, which the subspace Mahalanobis
+  term alone cannot see);
+* the threshold: the ``percentile`` (99th by default) of the *validation* images' distances, so on
+  validation data the false-flag rate is 1 − percentile by construction (the test-set rate is
+  measured in docs/model.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+GUARD_VERSION = 1
+MAX_COMPONENTS = 32
+DEFAULT_PERCENTILE = 99.0
+OUTSIDE_REASON = "outside the model's training distribution"
+
+
+def _round(values: NDArray[np.float64]) -> list[Any]:
+    return np.asarray(values, dtype=np.float32).astype(float).round(7).tolist()
+
+
+@dataclass(frozen=True)
+class FeatureGuard:
+    """The training distribution of pooled backbone features, and the distance threshold."""
+
+    mean: NDArray[np.float64]  # [C]
+    components: NDArray[np.float64]  # [k, C], orthonormal rows
+    variances: NDArray[np.float64]  # [k]
+    residual_variance: float  # σ²_res: expected squared residual norm on training data
+    threshold: float
+    percentile: float
+    n_train: int
+    n_val: int
+
+    def distance(self, features: NDArray[np.floating[Any]]) -> NDArray[np.float64]:
+        """Distance of each row of ``features`` [N, C] (or one [C] vector) from the training set."""
+        x = np.atleast_2d(np.asarray(features, dtype=np.float64))
+        if x.shape[1] != self.mean.shape[0]:
+            raise ValueError(
+                f"features have {x.shape[1]} channels, the guard was fitted on {len(self.mean)}"
+            )
+        x = x - self.mean
+        projected = x @ self.components.T
+        inside = (projected**2 / self.variances).sum(axis=1)
+        residual = ((x - projected @ self.components) ** 2).sum(axis=1) / self.residual_variance
+        return np.sqrt(inside + residual)
+
+    def outside(self, features: NDArray[np.floating[Any]]) -> NDArray[np.bool_]:
+        return self.distance(features) > self.threshold
+
+    def reason(self, distance: float) -> str:
+        """The not-analyzed reason an admin and a radiologist can read."""
+        return (
+            f"{OUTSIDE_REASON} (feature distance {distance:.1f} > {self.threshold:.1f}, the "
+            f"{self.percentile:g}th percentile of its validation images)"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": GUARD_VERSION,
+            "mean": _round(self.mean),
+            "components": [_round(row) for row in self.components],
+            "variances": _round(self.variances),
+            "residual_variance": float(self.residual_variance),
+            "threshold": float(self.threshold),
+            "percentile": float(self.percentile),
+            "n_train": int(self.n_train),
+            "n_val": int(self.n_val),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FeatureGuard:
+        """Read :meth:`to_dict`'s form; ``ValueError`` when it is malformed."""
+        try:
+            if int(data["version"]) != GUARD_VERSION:
+                raise ValueError(f"feature guard version {data['version']} is not supported")
+            mean = np.asarray(data["mean"], dtype=np.float64)
+            components = np.asarray(data["components"], dtype=np.float64)
+            variances = np.asarray(data["variances"], dtype=np.float64)
+            guard = cls(
+                mean=mean,
+                components=components.reshape(len(variances), len(mean)),
+                variances=variances,
+                residual_variance=float(data["residual_variance"]),
+                threshold=float(data["threshold"]),
+                percentile=float(data["percentile"]),
+                n_train=int(data["n_train"]),
+                n_val=int(data["n_val"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"malformed feature guard: {exc}") from exc
+        if not (np.all(guard.variances > 0) and guard.residual_variance > 0):
+            raise ValueError("malformed feature guard: variances must be > 0")
+        return guard
+
+
+def fit_guard(
+    train_features: NDArray[np.floating[Any]],
+    val_features: NDArray[np.floating[Any]],
+    *,
+    percentile: float = DEFAULT_PERCENTILE,
+    max_components: int = MAX_COMPONENTS,
+) -> FeatureGuard:
+    """Fit the training distribution on ``train_features`` [N, C]; threshold on validation."""
+    from sklearn.covariance import LedoitWolf
+
+    train = np.asarray(train_features, dtype=np.float64)
+    val = np.asarray(val_features, dtype=np.float64)
+    if train.ndim != 2 or len(train) < 4 or len(val) < 1:
+        raise ValueError("fit_guard needs >= 4 training and >= 1 validation feature vectors")
+    if not 50 <= percentile < 100:
+        raise ValueError(f"percentile must be in [50, 100), not {percentile!r}")
+    mean = train.mean(axis=0)
+    covariance = LedoitWolf().fit(train - mean).covariance_
+    eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+    order = np.argsort(eigenvalues)[::-1]
+    eigenvalues, eigenvectors = eigenvalues[order], eigenvectors[:, order]
+    k = int(min(max_components, train.shape[1] - 1, len(train) - 1))
+    k = max(k, 1)
+    floor = max(float(eigenvalues[0]) * 1e-6, 1e-12)
+    variances = np.maximum(eigenvalues[:k], floor)
+    rest = np.maximum(eigenvalues[k:], 0.0)
+    residual_variance = max(float(rest.sum()), floor)
+    guard = FeatureGuard(
+        mean=mean,
+        components=eigenvectors[:, :k].T.copy(),
+        variances=variances,
+        residual_variance=residual_variance,
+        threshold=float("inf"),
+        percentile=float(percentile),
+        n_train=len(train),
+        n_val=len(val),
+    )
+    threshold = float(np.percentile(guard.distance(val), percentile))
+    return FeatureGuard(**{**guard.__dict__, "threshold": threshold})
+
+
+def guard_of(info: Any) -> FeatureGuard | None:
+    """The guard a :class:`~brgan_core.checkpoint.CheckpointInfo` carries, or None."""
+    data = getattr(info, "feature_guard", None) or {}
+    return FeatureGuard.from_dict(data) if data else None
+
+
+def pooled_features(
+    model: Any, images: Iterable[Any], *, batch_size: int = 32, device: str = "cpu"
+) -> NDArray[np.float32]:
+    """``Prediction.features`` of ``images`` (arrays [H, W] in [0, 1]) as [N, C]."""
+    import torch
+
+    out: list[NDArray[np.float32]] = []
+    batch: list[Any] = []
+
+    def flush() -> None:
+        if batch:
+            x = torch.from_numpy(np.stack(batch).astype(np.float32))[:, None].to(device)
+            features = model.predict(x, x).features
+            out.append(features.float().cpu().numpy())
+            batch.clear()
+
+    for image in images:
+        batch.append(np.asarray(image, dtype=np.float32))
+        if len(batch) == batch_size:
+            flush()
+    flush()
+    return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
+
+
+def attach_guard(
+    checkpoint: Any,
+    train_images: Iterable[Any],
+    val_images: Iterable[Any],
+    *,
+    percentile: float = DEFAULT_PERCENTILE,
+    batch_size: int = 32,
+) -> FeatureGuard:
+    """Fit a guard with the checkpoint's own backbone and write it into the checkpoint file.
+
+    ``train_images``/``val_images``: preprocessed model inputs (arrays [H, W]) of the data the
+    checkpoint was trained and validated on. The file is rewritten atomically with the guard in
+    its metadata (its sha256 changes: register it after this step).
+    """
+    from dataclasses import replace
+
+    from brgan_core.checkpoint import load_checkpoint, save_checkpoint
+    from brgan_core.model import build_model
+
+    state_dict, info = load_checkpoint(checkpoint)
+    model = build_model(info.model_config)
+    model.load_state_dict(state_dict, strict=True)
+    model.eval()
+    train = pooled_features(model, train_images, batch_size=batch_size)
+    val = pooled_features(model, val_images, batch_size=batch_size)
+    guard = fit_guard(train, val, percentile=percentile)
+    save_checkpoint(checkpoint, state_dict, replace(info, feature_guard=guard.to_dict()))
+    return guard
