@@ -113,7 +113,11 @@ def rollback(ctx: typer.Context) -> None:
 
 @app.command("show")
 def show(ctx: typer.Context, version: Annotated[str, typer.Argument(help="e.g. v3")]) -> None:
-    """Everything recorded about VERSION, after verifying its file's sha256."""
+    """Everything recorded about VERSION, after verifying its file's sha256: the model card
+    (intended use, architecture, whether it reads the contralateral at inference and was
+    evaluated without one, training data, metrics, calibration, domain-shift guard), then the
+    raw metadata."""
+    from brgan_core.card import model_card
     from brgan_core.checkpoint import read_info
 
     registry = _registry(ctx)
@@ -125,6 +129,7 @@ def show(ctx: typer.Context, version: Annotated[str, typer.Argument(help="e.g. v
         "sha256": entry.sha256,
         "file": str(path),
         "registered": entry.registered,
+        "card": model_card(info),
         "research_only": info.research_only,
         "threshold": info.threshold,
         "temperature": info.temperature,

@@ -42,6 +42,13 @@ def test_models_lifecycle(
     code, out = _run(["models", "show", "v1"], capsys)
     shown = json.loads(out)
     assert shown["active"] is True and shown["model_config"]["backbone"] == "tiny"
+    card = shown["card"]
+    assert card["intended_use"].startswith("RESEARCH USE ONLY")
+    assert "DEMO MODEL" in card["intended_use"]  # no synthetic_training flag reads as synthetic
+    assert card["uses_contralateral_at_inference"] is False  # the paper's BR-GAN: f_H = G(f_T)
+    assert card["evaluated_without_contralateral"] is None
+    assert card["scores_images_without_contralateral"] is False
+    assert card["domain_shift_guard"] is None
     code, out = _run(["models", "list"], capsys)
     assert code == 0 and "v2" in out and "research-only" in out
 
