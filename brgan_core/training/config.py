@@ -14,7 +14,8 @@ file has top-level training keys and two tables::
     schedule = "cosine"         # constant | cosine (per step, after a linear warm-up)
     warmup_epochs = 1           # linear warm-up from 0 to the peak lr
     min_lr_ratio = 0.0          # cosine ends at lr * min_lr_ratio
-    ema_decay = 0.0             # 0 = off; else validate/save an EMA of weights and buffers
+    ema_decay = 0.0             # 0 = off; else validate/save an EMA of the weights
+    bn_batches = 25             # training batches that re-estimate the EMA's BatchNorm (0 = all)
     select = "best"             # best (argmax validation AUC) | final (the last epoch's weights)
     patience = 5                # early stopping on validation AUC (0 = never; select = "best")
     seed = 0
@@ -129,6 +130,7 @@ class TrainConfig:
     warmup_epochs: int = 1
     min_lr_ratio: float = 0.0
     ema_decay: float = 0.0
+    bn_batches: int = 25
     select: str = "best"
     patience: int = 5
     seed: int = 0
@@ -167,6 +169,7 @@ class TrainConfig:
                 f"schedule must be one of {', '.join(SCHEDULES)}, not {self.schedule!r}"
             )
         _check_int("warmup_epochs", self.warmup_epochs, minimum=0)
+        _check_int("bn_batches", self.bn_batches, minimum=0)
         for key in ("min_lr_ratio", "ema_decay"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
