@@ -30,6 +30,8 @@ class LoadedModel:
     sha256: str
     input_size: tuple[int, int]
     device: str
+    #: The checkpoint's domain-shift guard (:mod:`brgan_core.shift`), or None.
+    guard: Any = None
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,8 @@ class PairScore:
     #: Closed outline of the same region (x, y) on the original grid; None when the CAM is 0.
     outline: tuple[tuple[float, float], ...] | None = None
     peak: tuple[float, float] | None = None  # (x, y) of the CAM maximum on the original grid
+    #: Distance of the target's features from the training distribution (None: no guard).
+    shift_distance: float | None = None
 
 
 def pick_device(requested: str = "auto") -> str:
@@ -75,7 +79,13 @@ def load_model(path: str | Path, sha256: str, version: str, device: str = "auto"
     dev = pick_device(device)
     model.set_temperature(info.temperature)  # the calibrated T stored with the checkpoint
     model.to(torch.device(dev)).eval()
-    return LoadedModel(model, info, version, sha256, (int(size[0]), int(size[1])), dev)
+    from brgan_core.shift import guard_of
+
+    try:
+        guard = guard_of(info)
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: {exc}") from exc
+    return LoadedModel(model, info, version, sha256, (int(size[0]), int(size[1])), dev, guard)
 
 
 def region_box(cam: np.ndarray, fraction: float = REGION_FRACTION) -> tuple[int, int, int, int]:
@@ -155,7 +165,10 @@ def score_pair(loaded: LoadedModel, target: Any, contralateral: Any) -> PairScor
         region = region_box(cam_original)
         outline = region_outline(cam_original)
         peak = cam_peak(cam_original)
-    return PairScore(p, cam, cam_original.astype(np.float32), region, outline, peak)
+    distance = None
+    if loaded.guard is not None and prediction.features is not None:
+        distance = float(loaded.guard.distance(prediction.features.cpu().numpy())[0])
+    return PairScore(p, cam, cam_original.astype(np.float32), region, outline, peak, distance)
 
 
 def _resize(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -15,9 +15,9 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -120,10 +120,30 @@ class Settings(BaseSettings):
     result_backend: SecretStr | None = Field(
         default=None, description="Celery result backend; default: same as the broker."
     )
+    redis_tls_ca: Path | None = Field(
+        default=None,
+        description="CA bundle (PEM) that signed the Redis server's certificate, for rediss:// "
+        "URLs (unset: the system CAs). The server certificate is always verified.",
+    )
+    redis_tls_cert: Path | None = Field(
+        default=None,
+        description="Client certificate (PEM) for a Redis that requires one "
+        "(tls-auth-clients yes); set with redis_tls_key.",
+    )
+    redis_tls_key: Path | None = Field(
+        default=None, description="Private key (PEM) of redis_tls_cert."
+    )
     model_version: str | None = Field(
         default=None, description="Model version to use; default: the registry's active one."
     )
     device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="Worker device.")
+    shift_guard: Literal["refuse", "warn", "off"] = Field(
+        default="refuse",
+        description="Domain-shift guard (docs/model.md): an image whose features lie outside the "
+        "model's training distribution is reported not analyzed (refuse), analyzed with a "
+        "warning in every result (warn), or analyzed silently (off). Models without a guard "
+        "are not checked.",
+    )
     worker_heartbeat: float = Field(
         default=10.0, gt=0, description="Seconds between a running task's heartbeats."
     )
@@ -238,6 +258,26 @@ class Settings(BaseSettings):
         if twice:
             raise ValueError(f"destination names must be unique; repeated: {', '.join(twice)}")
         return value
+
+    @model_validator(mode="after")
+    def _redis_tls(self) -> Settings:
+        """TLS to Redis is set by the redis_tls_* keys alone (docs/security.md)."""
+        urls = [u.get_secret_value() for u in (self.broker_url, self.result_backend) if u]
+        for url in urls:
+            if any(k.lower().startswith("ssl_") for k in parse_qs(urlsplit(url).query)):
+                raise ValueError(
+                    "TLS options in a broker/result URL (ssl_*) are not used; set "
+                    "redis_tls_ca, redis_tls_cert and redis_tls_key instead"
+                )
+        if (self.redis_tls_cert is None) != (self.redis_tls_key is None):
+            raise ValueError("redis_tls_cert and redis_tls_key go together; set both or neither")
+        tls_set = any(p is not None for p in (self.redis_tls_ca, self.redis_tls_cert))
+        if tls_set and not any(u.startswith("rediss://") for u in urls):
+            raise ValueError(
+                "redis_tls_* are set but no broker_url/result_backend uses rediss:// "
+                "(TLS); use a rediss:// URL or remove them"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(

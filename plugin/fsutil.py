@@ -11,6 +11,18 @@ from pathlib import Path
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
+#: Bits the service's processes never grant (docs/security.md): spool and results hold PHI, so
+#: nothing they create — ours, or a library's (kombu's queue files, SQLite's -wal/-shm, Celery's
+#: result files, heatmap PNGs, logs) — is readable by the group or others.
+SERVICE_UMASK = 0o077
+
+
+def restrict_umask() -> int:
+    """Tighten the process umask by :data:`SERVICE_UMASK` (never loosen it); returns the
+    previous umask. ``brgan serve`` and ``brgan worker`` call it once at start."""
+    previous = os.umask(SERVICE_UMASK)
+    os.umask(previous | SERVICE_UMASK)
+    return previous
 
 
 def fsync_dir(path: Path) -> None:

@@ -387,6 +387,8 @@ class Readiness:
     min_free_bytes: int
     broker_url: str | None = None
     started: threading.Event = field(default_factory=threading.Event)
+    #: TLS options of the broker connection (:func:`plugin.queue.redis_tls.redis_ssl_options`).
+    broker_ssl: Mapping[str, Any] | None = None
 
     def reasons(self) -> list[str]:
         problems: list[str] = []
@@ -404,7 +406,7 @@ class Readiness:
                     f"min_free_disk_mb is {self.min_free_bytes // 2**20}"
                 )
         if self.broker_url is not None:
-            problem = broker_problem(self.broker_url)
+            problem = broker_problem(self.broker_url, ssl_options=self.broker_ssl)
             if problem:
                 problems.append(problem)
         return problems
@@ -418,14 +420,17 @@ def _existing(path: Path) -> Path:
     return path
 
 
-def broker_problem(url: str, timeout: float = 2.0) -> str | None:
-    """None when the broker answers, else why not (no password in the text)."""
+def broker_problem(
+    url: str, timeout: float = 2.0, ssl_options: Mapping[str, Any] | None = None
+) -> str | None:
+    """None when the broker answers, else why not (the exception's type only: no password,
+    no host, nothing from the URL in the text)."""
     try:
         if url.startswith(("redis://", "rediss://", "unix://")):
             import redis
 
             client = redis.Redis.from_url(
-                url, socket_connect_timeout=timeout, socket_timeout=timeout
+                url, socket_connect_timeout=timeout, socket_timeout=timeout, **(ssl_options or {})
             )
             try:
                 client.ping()
@@ -444,9 +449,16 @@ def broker_problem(url: str, timeout: float = 2.0) -> str | None:
 def readiness_for(settings: Settings, *, worker: bool = False) -> Readiness:
     """The coordinator watches the spool's disk, a worker the results' disk (what each fills);
     both the broker in Redis mode."""
+    from plugin.queue.redis_tls import redis_ssl_options
+
     path = settings.results_path if worker else settings.spool_path
     broker = None if settings.broker_url is None else settings.broker_url.get_secret_value()
-    return Readiness([path], settings.min_free_disk_mb * 2**20, broker)
+    return Readiness(
+        [path],
+        settings.min_free_disk_mb * 2**20,
+        broker,
+        broker_ssl=redis_ssl_options(settings, broker),
+    )
 
 
 # -- the HTTP endpoint ----------------------------------------------------------------------------

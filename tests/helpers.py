@@ -7,11 +7,14 @@ from pathlib import Path
 TINY_INPUT_SIZE = (64, 52)
 
 
-def make_tiny_registry(root: Path, seed: int = 0) -> tuple[str, str]:
+def make_tiny_registry(
+    root: Path, seed: int = 0, guard_threshold: float | None = None
+) -> tuple[str, str]:
     """Register and activate an untrained tiny BR-GAN (real weights, real outputs) in ``root``.
 
     Untrained on purpose: plumbing tests check that real scores flow through the system, not
-    what they are. Returns ``(version, sha256)``.
+    what they are. ``guard_threshold``: give it a domain-shift guard (unit-variance features)
+    with that distance threshold (0 flags every image, 1e9 none). Returns ``(version, sha256)``.
     """
     import torch
 
@@ -30,6 +33,26 @@ def make_tiny_registry(root: Path, seed: int = 0) -> tuple[str, str]:
         research_only=True,
         notes="untrained tiny model for tests",
     )
+    if guard_threshold is not None:
+        import dataclasses
+
+        import numpy as np
+
+        from brgan_core.model.backbone import FEATURE_CHANNELS
+        from brgan_core.shift import FeatureGuard
+
+        channels = FEATURE_CHANNELS["tiny"]
+        guard = FeatureGuard(
+            mean=np.zeros(channels),
+            components=np.eye(1, channels),
+            variances=np.ones(1),
+            residual_variance=1.0,
+            threshold=guard_threshold,
+            percentile=99.0,
+            n_train=100,
+            n_val=100,
+        )
+        info = dataclasses.replace(info, feature_guard=guard.to_dict())
     checkpoint = root.parent / f"{root.name}-tiny.safetensors"
     save_checkpoint(checkpoint, model.state_dict(), info)
     registry = Registry(root)

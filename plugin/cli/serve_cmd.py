@@ -41,10 +41,12 @@ def serve(
     # Imported here so `brgan --help` stays fast; none of these imports torch.
     from plugin.coordinator.dispatcher import Dispatcher
     from plugin.coordinator.service import Started, run_service
+    from plugin.fsutil import restrict_umask
     from plugin.logging import configure_logging
     from plugin.queue.embedded import EmbeddedWorker
 
     settings = state(ctx).settings()
+    restrict_umask()  # spool, index, queue, results, logs: private (docs/security.md)
     updates: dict[str, Any] = {}
     if host is not None:
         updates["host"] = host

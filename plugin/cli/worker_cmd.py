@@ -56,6 +56,9 @@ def worker(
 
     settings = state(ctx).settings()
     device = pick_device(settings.device)  # refuse now, not at the first study, if no GPU
+    from plugin.fsutil import restrict_umask
+
+    restrict_umask()  # result files, heatmaps, logs: private (docs/security.md)
     port = settings.worker_metrics_port if metrics_port is None else metrics_port
     # Before plugin.metrics is imported (by the tasks below): prefork's children write theirs.
     multiproc = _multiprocess_metrics() if port and pool == "prefork" else None

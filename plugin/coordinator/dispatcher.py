@@ -50,6 +50,7 @@ from plugin.queue.contract import (
     StudyTask,
     TaskPair,
 )
+from plugin.queue.trust import UntrustedMessageError, check_result_files
 from plugin.study.classify import OWN_OBJECT_REASON, is_image_class
 
 log = get_logger(__name__)
@@ -335,6 +336,13 @@ class Dispatcher:
             return
         if summary.study_version != study.version or summary.study_uid != study.study_uid:
             self.index.transition(study.study_uid, StudyState.FAILED, error="stale task result")
+            return
+        try:  # the result backend is a trust boundary: only files in <results>/<task id>/
+            check_result_files(summary.result_files, self.settings.results_path, study.task_id)
+        except UntrustedMessageError as exc:
+            self.index.transition(study.study_uid, StudyState.FAILED, error=str(exc))
+            self.index.record_error("worker", str(exc), study_uid=study.study_uid)
+            log.warning("task_result_refused", study_uid=study.study_uid, task_id=study.task_id)
             return
         model = summary.provenance.to_json()
         targets = {p.target_uid for p in self.index.pairs(study.study_uid, study.version)}

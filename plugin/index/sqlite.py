@@ -8,6 +8,7 @@ writer anyway); WAL lets ``brgan status`` read from another process meanwhile.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -194,6 +195,15 @@ def _instance(row: sqlite3.Row) -> InstanceRow:
     return InstanceRow(**data)
 
 
+def _private_files(db: Path) -> None:
+    """The database (created empty when missing) and its -wal/-shm files: mode 0600, whatever
+    the process umask (docs/security.md). SQLite gives a new -wal/-shm the database's mode."""
+    os.close(os.open(db, os.O_RDWR | os.O_CREAT, 0o600))
+    for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        if path.exists():
+            path.chmod(0o600)
+
+
 class SqliteIndex(Index):
     """:class:`Index` on a SQLite file (created with its folder if missing)."""
 
@@ -214,10 +224,12 @@ class SqliteIndex(Index):
                 )
             else:
                 self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                _private_files(self.path)  # before SQLite makes -wal/-shm: they copy its mode
                 self._conn = sqlite3.connect(
                     self.path, timeout=timeout, check_same_thread=False, isolation_level=None
                 )
                 self._conn.execute("PRAGMA journal_mode=WAL")
+                _private_files(self.path)  # an older index's -wal/-shm, made before this rule
                 self._conn.execute("PRAGMA synchronous=NORMAL")
                 self._conn.execute("PRAGMA foreign_keys=ON")
                 self._conn.executescript(SCHEMA)
@@ -226,8 +238,7 @@ class SqliteIndex(Index):
                     "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
                     (str(SCHEMA_VERSION),),
                 )
-                self.path.chmod(0o600)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise StudyIndexError(f"cannot open index {self.path}: {exc}") from exc
         self._conn.row_factory = sqlite3.Row
 

@@ -7,7 +7,8 @@ filesystem transport and Celery's filesystem result backend in ``<data_dir>/queu
 
 Safety (DESIGN.md data flow step 5): JSON serializer only (no pickle on the wire), late
 acknowledgement with ``task_reject_on_worker_lost`` so a task whose worker dies is redelivered,
-prefetch 1, and the ``gpu`` queue. This module must stay importable without torch: the
+prefetch 1, and the ``gpu`` queue; over ``rediss://`` the Redis server's certificate is always
+verified (:mod:`plugin.queue.redis_tls`). This module must stay importable without torch: the
 coordinator only ever calls :func:`send_analyze_study`, which sends by task *name*.
 """
 
@@ -20,6 +21,7 @@ from typing import Any
 from celery import Celery
 
 from plugin.config import Settings
+from plugin.queue.redis_tls import redis_ssl_options
 
 ANALYZE_STUDY = "brgan.analyze_study"
 GPU_QUEUE = "gpu"
@@ -36,6 +38,7 @@ def queue_dirs(settings: Settings) -> tuple[Path, Path]:
 def make_celery(settings: Settings) -> Celery:
     """Build the Celery app for these settings (no connection is opened here)."""
     app = Celery("brgan")
+    tls: dict[str, Any] = {}
     if settings.broker_url is None:
         messages, results = queue_dirs(settings)
         messages.mkdir(parents=True, exist_ok=True)
@@ -56,6 +59,11 @@ def make_celery(settings: Settings) -> Celery:
     else:
         broker = settings.broker_url.get_secret_value()
         backend = (settings.result_backend or settings.broker_url).get_secret_value()
+        # rediss://: always verify the server (kombu alone would not), docs/security.md.
+        if (broker_ssl := redis_ssl_options(settings, broker)) is not None:
+            tls["broker_use_ssl"] = broker_ssl
+        if (backend_ssl := redis_ssl_options(settings, backend)) is not None:
+            tls["redis_backend_use_ssl"] = backend_ssl
         if backend.startswith(("redis://", "rediss://")):
             backend = f"plugin.queue.backends:PollingRedisBackend+{backend}"
         transport_options = {"visibility_timeout": 3600}
@@ -87,6 +95,7 @@ def make_celery(settings: Settings) -> Celery:
         worker_hijack_root_logger=False,
         worker_send_task_events=events,
         task_send_sent_event=events,
+        **tls,
     )
     return app
 
@@ -128,7 +137,12 @@ def queue_depth(settings: Settings) -> int | None:
     if not url.startswith(("redis://", "rediss://")):
         return None
     try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+        client = redis.Redis.from_url(
+            url,
+            socket_connect_timeout=2,
+            socket_timeout=2,
+            **(redis_ssl_options(settings, url) or {}),
+        )
         return int(client.llen(GPU_QUEUE))
     except redis.RedisError:
         return None

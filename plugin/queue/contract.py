@@ -398,6 +398,8 @@ class ImageScore:
     #: The CAM peak.
     peak: tuple[float, float] | None
     heatmap_path: str | None = None
+    #: Caveats every result object repeats (e.g. outside the training distribution, warn mode).
+    warnings: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _side(self.laterality, f"image {self.sop_instance_uid}: laterality")
@@ -415,6 +417,7 @@ class ImageScore:
             "region": [list(p) for p in self.region] if self.region else None,
             "peak": list(self.peak) if self.peak else None,
             "heatmap_path": self.heatmap_path,
+            "warnings": list(self.warnings),
         }
 
     @classmethod
@@ -431,6 +434,7 @@ class ImageScore:
             region=tuple((float(x), float(y)) for x, y in region) if region else None,
             peak=(float(peak[0]), float(peak[1])) if peak else None,
             heatmap_path=_opt(data, "heatmap_path", str, where),
+            warnings=tuple(str(w) for w in (_opt(data, "warnings", list, where) or ())),
         )
 
 

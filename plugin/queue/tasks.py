@@ -2,9 +2,10 @@
 
 ``brgan.analyze_study`` is idempotent: its id is derived from (study, images, model version),
 its inputs are read-only spool files, and its outputs are written under a folder named by the
-task id, overwritten atomically on a re-run. It acknowledges late and is rejected (redelivered)
-when its worker dies; an error in one image is reported in the result, not raised, so only
-infrastructure faults fail the task.
+task id, overwritten atomically on a re-run. A task whose id is not a UUID or whose paths leave
+the spool/results folders is refused before anything is read (:mod:`plugin.queue.trust`).
+It acknowledges late and is rejected (redelivered) when its worker dies; an error in one
+image is reported in the result, not raised, so only infrastructure faults fail the task.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from celery import Celery
 from plugin import metrics
 from plugin.config import Settings
 from plugin.queue.app import ANALYZE_STUDY
+from plugin.queue.trust import check_task
 
 
 def _beat(task: Any, stop: threading.Event, every: float) -> None:
@@ -42,6 +44,8 @@ def register_tasks(app: Celery, settings: Settings) -> None:
     def analyze_study(self: Any, payload: dict[str, Any]) -> dict[str, Any]:
         from plugin.worker.analysis import analyze_study_payload
 
+        # The broker is a trust boundary: only our own folders, only a UUID task id.
+        check_task(payload, self.request.id, settings.spool_path, settings.results_path)
         stop = threading.Event()
         beating = threading.Thread(
             target=_beat, args=(self, stop, settings.worker_heartbeat), daemon=True

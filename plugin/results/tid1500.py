@@ -498,6 +498,13 @@ def _summary(results: StudyResults) -> str:
             for a in results.analyzed
         )
         parts.append(f"Analyzed: {analyzed}.")
+        cautions = "; ".join(
+            f"{_image_name(a.score.laterality, a.score.view)} {w}"
+            for a in results.analyzed
+            for w in a.score.warnings
+        )
+        if cautions:
+            parts.append(f"Caution: {cautions}.")
     if results.not_analyzed:
         missing = "; ".join(
             f"{_image_name(n.laterality, n.view)} ({n.reason})" for n in results.not_analyzed

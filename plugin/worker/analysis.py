@@ -178,6 +178,21 @@ def run_task(
         t0 = time.perf_counter()
         score = score_pair(loaded, target, contra)
         timings["predict_s"] += time.perf_counter() - t0
+        warnings: tuple[str, ...] = ()
+        guard = getattr(loaded, "guard", None)
+        if (
+            guard is not None
+            and settings.shift_guard != "off"
+            and score.shift_distance is not None
+            and score.shift_distance > guard.threshold
+        ):
+            reason = guard.reason(score.shift_distance)
+            if settings.shift_guard == "refuse":
+                not_analyzed.append(
+                    NotAnalyzed(ref.sop_instance_uid, reason, ref.path, ref.laterality, ref.view)
+                )
+                continue
+            warnings = (f"analyzed although {reason}",)
         heatmap = out_dir / f"heatmap-{len(analyzed):02d}.png"
         _save_heatmap(score.cam_original, heatmap)
         image = ImageScore(
@@ -190,6 +205,7 @@ def run_task(
             region=score.outline,
             peak=score.peak,
             heatmap_path=str(heatmap),
+            warnings=warnings,
         )
         analyzed.append(AnalyzedImage(image, score.cam_original, Path(ref.path)))
     scores = [a.score for a in analyzed]

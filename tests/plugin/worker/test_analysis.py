@@ -139,3 +139,41 @@ def test_malformed_payload_names_the_key(tmp_path: Path) -> None:
         analyze_study_payload(
             {"schema": 1, "study_uid": "1.2", "model": {}}, load_settings(data_dir=tmp_path)
         )
+
+
+@pytest.mark.parametrize("mode", ["refuse", "warn", "off"])
+def test_domain_shift_guard_modes(
+    study: tuple[Path, list[dict[str, str]]], tmp_path: Path, mode: str
+) -> None:
+    """A guard that flags every image: refuse → not analyzed with the reason; warn → analyzed,
+    the caution in the SR; off → analyzed silently. (The guard's statistics: test_shift.py and
+    the real-image test in tests/plugin/worker/test_shift_guard.py.)"""
+    _, rows = study
+    settings = load_settings(data_dir=tmp_path / "data", shift_guard=mode)
+    version, sha = make_tiny_registry(settings.registry_path, guard_threshold=0.0)
+    result = analyze_study_payload(_payload(rows, version, sha), settings, task_id=f"g-{mode}")
+    sr_path = next(f["path"] for f in result["result_files"] if f["kind"] == "tid1500_sr")
+    sr_text = " ".join(
+        str(e.value) for e in pydicom.dcmread(sr_path).iterall() if e.keyword == "TextValue"
+    )
+    if mode == "refuse":
+        assert result["images"] == []
+        reasons = [n["reason"] for n in result["not_analyzed"]]
+        assert len(reasons) == 4
+        assert all(r.startswith("outside the model's training distribution") for r in reasons)
+        assert "outside the model's training distribution" in sr_text
+    else:
+        assert len(result["images"]) == 4 and result["not_analyzed"] == []
+        warned = [bool(i["warnings"]) for i in result["images"]]
+        assert warned == [mode == "warn"] * 4
+        assert ("Caution:" in sr_text) == (mode == "warn")
+
+
+def test_a_passing_guard_changes_nothing(
+    study: tuple[Path, list[dict[str, str]]], tmp_path: Path
+) -> None:
+    _, rows = study
+    settings = load_settings(data_dir=tmp_path / "data")
+    version, sha = make_tiny_registry(settings.registry_path, guard_threshold=1e9)
+    result = analyze_study_payload(_payload(rows, version, sha), settings, task_id="g-pass")
+    assert len(result["images"]) == 4 and not any(i["warnings"] for i in result["images"])
