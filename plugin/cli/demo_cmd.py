@@ -4,14 +4,20 @@ Synthetic screening studies (some malignant) go over real DICOM to ``brgan serve
 mode (listener, coordinator, one worker child, a filesystem queue); the result objects come back
 through the outbox to a built-in C-STORE SCP standing in for the PACS; a table shows every
 image's score, flag and result files, with PNG renderings of the heatmap Secondary Captures.
+
+With ``--viewer`` the studies go through a local Orthanc instead (:mod:`plugin.cli.demo_viewer`)
+and the results open in OHIF.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import os
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -57,95 +63,84 @@ class StandInPacs:
         self._server.shutdown()
 
 
-def _send(port: int, files: list[Path]) -> None:
+SENDER_AE = "DEMOSCU"  # the demo's modality: calling AE of the C-STOREs it sends
+
+
+def _send(
+    port: int, files: list[Path], called_ae: str = "BRGAN", name: str = "brgan serve"
+) -> None:
+    """C-STORE ``files`` to ``called_ae``@127.0.0.1:``port`` from AE :data:`SENDER_AE`."""
     from pydicom import dcmread
     from pynetdicom import AE, StoragePresentationContexts
 
-    ae = AE(ae_title="DEMOSCU")
+    from plugin.errors import PluginError
+
+    ae = AE(ae_title=SENDER_AE)
     ae.requested_contexts = StoragePresentationContexts[:120]
-    assoc = ae.associate("127.0.0.1", port, ae_title="BRGAN")
+    assoc = ae.associate("127.0.0.1", port, ae_title=called_ae)
     if not assoc.is_established:
-        raise typer.Exit(f"brgan serve refused the association on port {port}")
+        raise PluginError(f"{name} refused the association ({called_ae}@127.0.0.1:{port})")
     try:
         for path in files:
-            assoc.send_c_store(dcmread(path))
+            status = assoc.send_c_store(dcmread(path))
+            code = int(status.Status) if status and "Status" in status else None
+            if code is None or (code != 0x0000 and code >> 12 != 0xB):  # success or warning
+                shown = f"status 0x{code:04X}" if code is not None else "no answer"
+                raise PluginError(f"{name} did not store {path} ({shown})")
     finally:
         assoc.release()
 
 
-def _png(sc_path: Path, out: Path) -> Path:
+def _png(source: Path | bytes, out: Path) -> Path:
+    """Render a Secondary Capture (a file, or its bytes) as PNG."""
     import pydicom
     from PIL import Image
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(pydicom.dcmread(sc_path).pixel_array).save(out)
+    data = io.BytesIO(source) if isinstance(source, bytes) else source
+    Image.fromarray(pydicom.dcmread(data).pixel_array).save(out)
     return out
 
 
-def demo(
-    ctx: typer.Context,
-    out: Annotated[Path, typer.Option(help="Folder for everything the demo writes.")] = Path(
-        "demo-out"
-    ),
-    studies: Annotated[int, typer.Option(min=1, max=50, help="Synthetic studies to send.")] = 4,
-    seed: Annotated[int, typer.Option(help="Seed of the synthetic studies.")] = 99,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for the results.")] = 300.0,
-) -> None:
-    """Run the whole chain once, locally, with the active (demo) model: synthesize studies,
-    send them to `brgan serve` over DICOM, receive the result objects in a stand-in PACS and
-    print what came back. Needs an active model (`./scripts/demo` registers one).
-
-    Everything lands in OUT: the stand-in PACS's files in OUT/pacs/, PNG renderings of the
-    heatmap Secondary Captures in OUT/png/, the service's data in OUT/data/.
-    """
-    from rich.console import Console
-    from rich.table import Table
-
-    from brgan_core.registry import Registry
-    from brgan_core.synth import get_preset, write_dataset
-    from plugin.coordinator.dispatcher import Dispatcher
-    from plugin.coordinator.service import run_service
-    from plugin.errors import PluginError
-    from plugin.index import SqliteIndex
-    from plugin.queue.embedded import EmbeddedWorker
-
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=160)
-    out = out.resolve()
-    base = state(ctx).settings()
-    if Registry(base.registry_path).active_version() is None:
-        raise PluginError(
-            f"no active model in {base.registry_path}: run ./scripts/demo, or `brgan models "
-            "register --activate CHECKPOINT`"
-        )
-    pacs = StandInPacs(out / "pacs")
-    pacs_port = pacs.start()
+def demo_settings(base: Any, data_dir: Path, *, calling_ae: str, destination: dict) -> Any:
+    """The settings of the demo's embedded ``brgan serve``: loopback, a free port, only
+    ``calling_ae`` may send, results to ``destination``; its own spool, index and results
+    under ``data_dir``; the configured model registry."""
     updates: dict[str, Any] = {
         "host": "127.0.0.1",
         "port": 0,
         "complete_grace": 1.0,
-        "allowed_calling_aets": ["DEMOSCU"],
-        "destinations": [
-            {"name": "demo-pacs", "kind": "dimse", "ae_title": "DEMOPACS",
-             "host": "127.0.0.1", "port": pacs_port, "calling_ae": base.ae_title}
-        ],
+        "allowed_calling_aets": [calling_ae],
+        "destinations": [{**destination, "kind": "dimse", "host": "127.0.0.1",
+                          "calling_ae": base.ae_title}],
         "outbox_interval": 0.5,
-        # The demo's own spool, index and results; the model registry stays the configured one.
-        "data_dir": out / "data",
+        "data_dir": data_dir,
         "registry_dir": base.registry_path,
         "spool_dir": None,
         "results_dir": None,
     }  # fmt: skip
-    settings = type(base)(**{**base.model_dump(), **updates})
-    incoming = out / "incoming"
+    return type(base)(**{**base.model_dump(), **updates})
+
+
+def synthetic_studies(console: Any, incoming: Path, studies: int, seed: int) -> list[dict]:
+    """The manifest rows of the demo's synthetic studies (written once into ``incoming``)."""
+    from brgan_core.synth import get_preset, write_dataset
+
     if not (incoming / "manifest.csv").is_file():
         console.print(f"== synthesizing {studies} screening studies (seed {seed}) into {incoming}")
         write_dataset(incoming, studies, get_preset("bench-cpu"), seed)
     with (incoming / "manifest.csv").open(newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    truth = {r["sop_instance_uid"]: r for r in rows}
-    study_uids = sorted({r["study_uid"] for r in rows})
+        return list(csv.DictReader(handle))
+
+
+@contextlib.contextmanager
+def embedded_serve(ctx: typer.Context, settings: Any) -> Iterator[int]:
+    """``brgan serve`` in embedded mode (listener, coordinator, outbox in threads; one worker
+    child process) while the block runs; yields the listener's port."""
+    from plugin.coordinator.dispatcher import Dispatcher
+    from plugin.coordinator.service import run_service
+    from plugin.errors import PluginError
+    from plugin.queue.embedded import EmbeddedWorker
 
     # The worker child reads its settings from the environment: the demo's folders.
     os.environ["BRGAN_DATA_DIR"] = str(settings.data_dir)
@@ -169,27 +164,139 @@ def demo(
     service.start()
     try:
         for _ in range(300):
-            if started:
+            if started or not service.is_alive():
                 break
             time.sleep(0.1)
         if not started:
             raise PluginError("brgan serve did not start; see the log above")
-        port = started[0].port
-        console.print(f"== sending {len(rows)} images over C-STORE to BRGAN@127.0.0.1:{port}")
-        _send(port, [incoming / r["path"] for r in rows])
-        console.print("== waiting for the analysis and the results (the worker loads torch first)")
-        index = SqliteIndex(settings.index_path, readonly=True)
-        try:
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and not _all_delivered(index, study_uids):
-                time.sleep(0.5)
-            _report(console, Table, index, study_uids, truth, pacs, out)
-        finally:
-            index.close()
+        yield started[0].port
     finally:
         stop.set()
         service.join(30)
         worker.stop()
+
+
+def demo(
+    ctx: typer.Context,
+    out: Annotated[Path, typer.Option(help="Folder for everything the demo writes.")] = Path(
+        "demo-out"
+    ),
+    studies: Annotated[int, typer.Option(min=1, max=50, help="Synthetic studies to send.")] = 4,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic studies.")] = 99,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the results.")] = 300.0,
+    viewer: Annotated[
+        bool,
+        typer.Option(
+            "--viewer",
+            help="Send everything through a local Orthanc instead of the stand-in PACS and "
+            "serve OHIF on the results, until Ctrl-C. Needs Orthanc, its DICOMweb plugin and "
+            "OHIF: ./scripts/viewer --install.",
+        ),
+    ] = False,
+    no_wait: Annotated[
+        bool,
+        typer.Option(
+            "--no-wait", help="With --viewer: print the URLs, then stop instead of serving."
+        ),
+    ] = False,
+    orthanc_http_port: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=65535,
+            help="With --viewer: Orthanc's REST/DICOMweb port on 127.0.0.1 "
+            "(an Orthanc answering there is reused; else one is started).",
+        ),
+    ] = 8042,
+    orthanc_dicom_port: Annotated[
+        int,
+        typer.Option(min=1, max=65535, help="With --viewer: DICOM port of an Orthanc it starts."),
+    ] = 4242,
+    viewer_port: Annotated[
+        int,
+        typer.Option(
+            min=0, max=65535, help="With --viewer: port of the OHIF page (0: a free one)."
+        ),
+    ] = 0,
+) -> None:
+    """Run the whole chain once, locally, with the active (demo) model: synthesize studies,
+    send them to `brgan serve` over DICOM, receive the result objects in a stand-in PACS and
+    print what came back. Needs an active model (`./scripts/demo` registers one).
+
+    Everything lands in OUT: the stand-in PACS's files in OUT/pacs/, PNG renderings of the
+    heatmap Secondary Captures in OUT/png/, the service's data in OUT/data/.
+
+    With --viewer the synthetic studies go to a local Orthanc's DICOM port, as a modality would
+    send them; Orthanc (configured like deploy/orthanc: loopback only, DICOMweb, the routing
+    script) routes them to the listener and receives the result objects into the same studies.
+    The table then shows what Orthanc holds, and each study's OHIF URL follows; the viewer
+    is served until Ctrl-C (--no-wait: not at all). An Orthanc already answering on
+    --orthanc-http-port is reused (left running); otherwise one is started with its storage in
+    OUT/viewer/orthanc/ and stopped at the end. Service data: OUT/viewer/data/. See
+    docs/viewer.md.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from brgan_core.registry import Registry
+    from plugin.errors import PluginError
+    from plugin.index import SqliteIndex
+
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)
+    out = out.resolve()
+    base = state(ctx).settings()
+    if viewer:
+        from plugin.cli import demo_viewer
+
+        # What is missing is said before anything starts.
+        target = demo_viewer.find_orthanc(orthanc_http_port, orthanc_dicom_port)
+    elif no_wait:
+        raise PluginError("--no-wait goes with --viewer (plain `brgan demo` never waits)")
+    if Registry(base.registry_path).active_version() is None:
+        raise PluginError(
+            f"no active model in {base.registry_path}: run ./scripts/demo, or `brgan models "
+            "register --activate CHECKPOINT`"
+        )
+    rows = synthetic_studies(console, out / "incoming", studies, seed)
+    if viewer:
+        demo_viewer.run(ctx, console, base, target, rows, out, timeout=timeout,
+                        wait=not no_wait, viewer_port=viewer_port)  # fmt: skip
+        return
+    pacs = StandInPacs(out / "pacs")
+    pacs_port = pacs.start()
+    settings = demo_settings(
+        base, out / "data", calling_ae=SENDER_AE,
+        destination={"name": "demo-pacs", "ae_title": "DEMOPACS", "port": pacs_port},
+    )  # fmt: skip
+    incoming = out / "incoming"
+    truth = {r["sop_instance_uid"]: r for r in rows}
+    study_uids = sorted({r["study_uid"] for r in rows})
+    try:
+        with embedded_serve(ctx, settings) as port:
+            console.print(f"== sending {len(rows)} images over C-STORE to BRGAN@127.0.0.1:{port}")
+            _send(port, [incoming / r["path"] for r in rows])
+            console.print(
+                "== waiting for the analysis and the results (the worker loads torch first)"
+            )
+            index = SqliteIndex(settings.index_path, readonly=True)
+            try:
+                deadline = time.monotonic() + timeout
+                while time.monotonic() < deadline and not all_delivered(index, study_uids):
+                    time.sleep(0.5)
+                held = sum(1 for _ in pacs.root.rglob("*.dcm")) if pacs.root.is_dir() else 0
+                footer = (
+                    f"stand-in PACS: {len(pacs.received)} objects received in this run, {held} "
+                    f"held in {pacs.root}; PNGs in {out / 'png'}"
+                )
+                report(console, Table, index, study_uids, truth,
+                       lambda study, sop: _received(pacs, study, sop), out, out / "png",
+                       title="brgan demo: what came back to the stand-in PACS",
+                       footer=[footer])  # fmt: skip
+            finally:
+                index.close()
+    finally:
         pacs.stop()
 
 
@@ -200,7 +307,7 @@ def _received(pacs: StandInPacs, study_uid: str, sop_uid: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def _all_delivered(index: Any, study_uids: list[str]) -> bool:
+def all_delivered(index: Any, study_uids: list[str]) -> bool:
     """Every study final, and each of its result objects delivered to the stand-in PACS."""
     import json
 
@@ -215,11 +322,14 @@ def _all_delivered(index: Any, study_uids: list[str]) -> bool:
     return True
 
 
-def _report(console: Any, table_cls: Any, index: Any, study_uids: list[str], truth: dict,
-            pacs: StandInPacs, out: Path) -> None:  # fmt: skip
+def report(console: Any, table_cls: Any, index: Any, study_uids: list[str], truth: dict,
+           fetch: Callable[[str, str], Path | bytes | None], out: Path, png_dir: Path, *,
+           title: str, footer: list[str]) -> None:  # fmt: skip
+    """Print the table of every image's score and flag, with PNGs (in ``png_dir``) of the
+    heatmap SCs that ``fetch(study_uid, sop_uid)`` finds at the destination, then ``footer``."""
     import json
 
-    table = table_cls(title="brgan demo: what came back to the stand-in PACS")
+    table = table_cls(title=title)
     for column in ("study", "image", "truth", "p(malignant)", "flag", "heatmap SC as PNG"):
         table.add_column(column)
     labels: set[str] = set()
@@ -244,10 +354,10 @@ def _report(console: Any, table_cls: Any, index: Any, study_uids: list[str], tru
             row = truth.get(pair.target_uid, {})
             sc = by_source.get(pair.target_uid)
             png = "-"
-            received = _received(pacs, uid, sc["sop_instance_uid"]) if sc else None
-            if received is not None:  # rendered from what the stand-in PACS received
-                png = str(_png(received, out / "png" / f"{uid[-12:]}-{pair.laterality}"
-                                                       f"{pair.view}.png"))  # fmt: skip
+            received = fetch(uid, sc["sop_instance_uid"]) if sc else None
+            if received is not None:  # rendered from what the destination received
+                png = str(_png(received, png_dir / f"{uid[-12:]}-{pair.laterality}"
+                                                   f"{pair.view}.png"))  # fmt: skip
             p = score.get("p_malignant")
             table.add_row(
                 "…" + uid[-10:], f"{pair.laterality} {pair.view}",
@@ -268,11 +378,7 @@ def _report(console: Any, table_cls: Any, index: Any, study_uids: list[str], tru
          for t in thresholds if t is not None), "the model has no threshold: no flags",
     )  # fmt: skip
     console.print(threshold_line, highlight=False)
-    held = sum(1 for _ in pacs.root.rglob("*.dcm")) if pacs.root.is_dir() else 0
-    console.print(
-        f"stand-in PACS: {len(pacs.received)} objects received in this run, {held} held in "
-        f"{pacs.root}; PNGs in {out / 'png'}",
-        highlight=False,
-    )
+    for line in footer:
+        console.print(line, highlight=False)
     for label in sorted(labels):
         console.print(f"[bold yellow]{label}[/]")

@@ -1,7 +1,7 @@
 """``scripts/viewer``: OHIF against a local Orthanc, with files stored in it (for people).
 
-Uses the same Orthanc and same-origin server as the OHIF test (``tests/viewer/harness.py``), so
-what a person sees here is what the test checks.
+Uses the same Orthanc and same-origin server (``plugin.viewer``) as ``brgan demo --viewer`` and
+the OHIF test (``tests/viewer/``), so what a person sees here is what the test checks.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.viewer.harness import OHIF_DIST, ViewerServer, start_dicomweb_orthanc
+from plugin.viewer.ohif import OHIF_DIST, ViewerServer, study_url
+from plugin.viewer.orthanc import start_dicomweb_orthanc
 
 
 def _files(args: list[str]) -> list[Path]:
@@ -29,7 +30,7 @@ def _files(args: list[str]) -> list[Path]:
 
 def main(args: list[str]) -> int:
     if not (OHIF_DIST / "index.html").is_file():
-        print(f"OHIF is not in {OHIF_DIST}; run ./scripts/viewer (it fetches it)", file=sys.stderr)
+        print(f"OHIF is not in {OHIF_DIST}; run ./scripts/viewer --install", file=sys.stderr)
         return 1
     files = _files(args)
     if not files:
@@ -46,7 +47,7 @@ def main(args: list[str]) -> int:
         with ViewerServer(OHIF_DIST, orthanc.http_port) as server:
             print(f"stored {len(files)} files in Orthanc ({orthanc.url}); OHIF at {server.origin}")
             for uid in sorted(studies):
-                print(f"  {server.origin}/viewer?StudyInstanceUIDs={uid}")
+                print(f"  {study_url(server.origin, uid)}")
             print("In the viewer, double-click the 'BR-GAN measurements' SR thumbnail to see the "
                   "regions and probabilities on the images. Ctrl-C to stop.")  # fmt: skip
             while True:

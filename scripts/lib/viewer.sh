@@ -1,4 +1,5 @@
-# Setup for the OHIF viewer test (tests/viewer/), sourced by scripts/test (not run).
+# Setup for the OHIF viewer (tests/viewer/, scripts/viewer, brgan demo --viewer), sourced by
+# scripts/test and scripts/viewer (not run).
 
 OHIF_VERSION="3.13.2"
 OHIF_CACHE=".cache/ohif-${OHIF_VERSION}"
@@ -40,4 +41,21 @@ setup_viewer() {
   tar -xzf "$tarball" -C "$OHIF_CACHE/dist.tmp" --strip-components=2 package/dist || return 1
   [ -f "$OHIF_CACHE/dist.tmp/index.html" ] || return 1
   rm -rf "$OHIF_CACHE/dist" && mv "$OHIF_CACHE/dist.tmp" "$OHIF_CACHE/dist"
+}
+
+# setup_orthanc: Orthanc and its DICOMweb plugin from Debian (what the viewer needs of
+# setup_system_tools). Returns non-zero on failure.
+setup_orthanc() {
+  local missing=()
+  command -v Orthanc >/dev/null 2>&1 || [ -x /usr/sbin/Orthanc ] || missing+=(orthanc)
+  [ -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || missing+=(orthanc-dicomweb)
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "== apt-get install ${missing[*]} (Orthanc for the viewer)"
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq || return 1
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null || return 1
+  # The Debian package starts Orthanc as a service on 4242/8042; the viewer runs its own.
+  $sudo service orthanc stop >/dev/null 2>&1 || true
 }
