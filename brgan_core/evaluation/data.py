@@ -99,14 +99,17 @@ def select_pairs(
     val_data: str | Path | None = None,
     settings: SplitSettings | None = None,
     fingerprint: str = "",
+    val_split: str = "val",
 ) -> EvalPairs:
     """Read ``data`` and choose test and validation pairs (see the module docstring).
 
     ``split``: ``test`` (the test split of ``data``), ``val`` or ``all`` (every pair: a
     separate test set). Validation pairs: the validation split of ``val_data`` when given, else
     of ``data`` when ``split`` is ``test``, else ``None`` (use the checkpoint's stored
-    calibration). ``fingerprint``: the checkpoint's training-data fingerprint, checked against
-    the training split of the data the validation pairs come from.
+    calibration); ``val_split = "all"``: every pair of ``val_data`` (a separately generated
+    validation set, ``data.val_root`` in training). ``fingerprint``: the checkpoint's
+    training-data fingerprint, checked against the training split of the data the validation
+    pairs come from (not checkable with ``val_split = "all"``).
     """
     if split not in SPLITS:
         raise EvaluationError(f"split must be one of {', '.join(SPLITS)}, not {split!r}")
@@ -135,7 +138,12 @@ def select_pairs(
 
     val: list[PairRecord] | None = None
     train: list[PairRecord] | None = None
-    if val_data is not None:
+    if val_split not in ("val", "all"):
+        raise EvaluationError(f"val_split must be val or all, not {val_split!r}")
+    if val_data is not None and val_split == "all":
+        val, val_source = read(val_data), val_data
+        split_text = "every pair: a separately generated validation set"
+    elif val_data is not None:
         val_splits = split_pairs(read(val_data), seed=settings.seed, ratios=settings.ratios)
         val, train, val_source = val_splits.val, val_splits.train, val_data
     elif split == "test":
@@ -143,8 +151,9 @@ def select_pairs(
     if val is not None:
         if not val:
             raise EvaluationError(f"{val_source}: the validation split is empty ({split_text})")
+        which = "all" if val_data is not None and val_split == "all" else "the validation split"
         notes.append(
-            f"Calibration (temperature, threshold): {_describe(val)}, the validation split of "
+            f"Calibration (temperature, threshold): {_describe(val)}, {which} of "
             f"{val_source} ({split_text})."
         )
     matches: bool | None = None

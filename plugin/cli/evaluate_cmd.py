@@ -84,6 +84,14 @@ def evaluate(
         Path | None,
         typer.Option("--val-data", help="Calibrate on the validation split of this dataset."),
     ] = None,
+    val_split: Annotated[
+        str,
+        typer.Option(
+            "--val-split",
+            help="val: the validation split of --val-data; all: every pair of it (a "
+            "separately generated validation set, training's data.val_root).",
+        ),
+    ] = "val",
     split_seed: Annotated[
         int | None,
         typer.Option("--split-seed", min=0, help="Patient-wise split seed \\[default: the run's]."),
@@ -144,6 +152,7 @@ def evaluate(
         kind=kind,
         split=split,
         val_data=val_data,
+        val_split=val_split,
         settings=settings,
         fingerprint=info.data_fingerprint,
     )

@@ -124,6 +124,17 @@ def test_select_pairs_follows_the_training_split(setup: dict) -> None:  # type: 
     assert separate.val is None and len(separate.test) == 48
     with pytest.raises(EvaluationError, match="split must be one of"):
         select_pairs(setup["manifest"], split="train")
+    # a separately generated validation set: every pair of it calibrates
+    whole = select_pairs(
+        setup["manifest"], split="all", val_data=setup["manifest"], val_split="all"
+    )
+    assert len(whole.val) == 48 and whole.fingerprint_matches is None
+    assert any(
+        "Calibration (temperature, threshold): 48 images" in n and "all of" in n
+        for n in whole.notes
+    )
+    with pytest.raises(EvaluationError, match="val_split must be val or all"):
+        select_pairs(setup["manifest"], val_data=setup["manifest"], val_split="some")
 
 
 def test_predict_pairs_plumbing(setup: dict) -> None:  # type: ignore[type-arg]
