@@ -154,7 +154,10 @@ def score_pair(loaded: LoadedModel, target: Any, contralateral: Any) -> PairScor
             loaded.device
         )
 
-    prediction = loaded.model.predict(tensor(target.image), tensor(contralateral.image))
+    from brgan_core.shift import capture, describe
+
+    with capture(loaded.model) as acts:  # the guard's descriptor, from the same forward pass
+        prediction = loaded.model.predict(tensor(target.image), tensor(contralateral.image))
     p = float(prediction.p_malignant.reshape(-1)[0])
     cam_small = prediction.cam[0].detach().float().cpu().numpy()
     cam = _resize(cam_small, target.image.shape)
@@ -166,8 +169,8 @@ def score_pair(loaded: LoadedModel, target: Any, contralateral: Any) -> PairScor
         outline = region_outline(cam_original)
         peak = cam_peak(cam_original)
     distance = None
-    if loaded.guard is not None and prediction.features is not None:
-        distance = float(loaded.guard.distance(prediction.features.cpu().numpy())[0])
+    if loaded.guard is not None:
+        distance = float(loaded.guard.distance(describe(acts, 1))[0])
     return PairScore(p, cam, cam_original.astype(np.float32), region, outline, peak, distance)
 
 

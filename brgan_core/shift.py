@@ -2,9 +2,15 @@
 
 A model trained on one vendor's images fails silently on another's (nyukat/
 breast_cancer_classifier #13 on CBIS-DDSM). Every checkpoint therefore carries a description of
-its training distribution in feature space — the target's global-average-pooled backbone
-features f_T (``Prediction.features``) — and at inference an image whose features lie beyond it
-is reported as *not analyzed: outside the model's training distribution*.
+its training distribution in feature space and at inference an image whose features lie beyond
+it is reported as *not analyzed: outside the model's training distribution*.
+
+The features (:data:`DESCRIPTOR`): the per-channel mean and standard deviation of the backbone's
+first two stages (:data:`STYLE_LAYERS`) — the "style" statistics of Gatys et al. 2016 that carry
+contrast, noise and texture. Measured on the shipped demo model (docs/model.md): the pooled
+last-layer features f_T that the classifier reads are nearly blind to acquisition (42 % of a
+foreign synthetic preset and none of the real GE image flagged), because training makes them
+invariant to everything but the lesion; the early-stage statistics flag 90 % and 100 %.
 
 The description (:class:`FeatureGuard`), after Lee et al. 2018 ("A simple unified framework for
 detecting out-of-distribution samples", Mahalanobis distance on features) made compact with a
@@ -23,15 +29,25 @@ principal subspace:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-GUARD_VERSION = 1
-MAX_COMPONENTS = 32
+GUARD_VERSION = 2
+DESCRIPTOR = "early-stage channel mean and SD, v1"
+MAX_COMPONENTS = 64
+#: Top-level children of each backbone whose outputs are described (the first two stages).
+STYLE_LAYERS = {
+    "cnn4": (5, 12),
+    "tiny": (2, 5),
+    "alexnet": (1, 4),
+    "resnet18": (4, 5),
+    "resnet50": (4, 5),
+}
 DEFAULT_PERCENTILE = 99.0
 OUTSIDE_REASON = "outside the model's training distribution"
 
@@ -79,6 +95,7 @@ class FeatureGuard:
     def to_dict(self) -> dict[str, Any]:
         return {
             "version": GUARD_VERSION,
+            "descriptor": DESCRIPTOR,
             "mean": _round(self.mean),
             "components": [_round(row) for row in self.components],
             "variances": _round(self.variances),
@@ -157,15 +174,50 @@ def fit_guard(
 
 
 def guard_of(info: Any) -> FeatureGuard | None:
-    """The guard a :class:`~brgan_core.checkpoint.CheckpointInfo` carries, or None."""
+    """The guard a :class:`~brgan_core.checkpoint.CheckpointInfo` carries, or None (also for a
+    guard of an earlier descriptor version, which this code cannot compute)."""
     data = getattr(info, "feature_guard", None) or {}
-    return FeatureGuard.from_dict(data) if data else None
+    if not data or data.get("version") != GUARD_VERSION:
+        return None
+    return FeatureGuard.from_dict(data)
+
+
+@contextmanager
+def capture(model: Any) -> Iterator[list[Any]]:
+    """Record the :data:`STYLE_LAYERS` outputs of ``model``'s backbone during the forward passes
+    inside the block (no extra pass: :func:`brgan_core.inference.score_pair` wraps ``predict``)."""
+    children = list(model.backbone.children())
+    indices = STYLE_LAYERS.get(model.config.backbone, (len(children) - 1,))
+    acts: list[Any] = []
+    hooks = [
+        children[i].register_forward_hook(lambda _m, _in, out: acts.append(out.detach()))
+        for i in indices
+    ]
+    try:
+        yield acts
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
+def describe(acts: list[Any], batch: int) -> NDArray[np.float32]:
+    """[batch, D] descriptor from captured activations: every layer's channel means, then SDs.
+
+    Only the first ``batch`` rows of each activation are the targets (``predict`` of a paired
+    model encodes target and contralateral in one pass: targets first).
+    """
+    import torch
+
+    layers = [a[:batch].float() for a in acts[: len(acts)]]
+    means = [a.mean(dim=(2, 3)) for a in layers]
+    sds = [a.std(dim=(2, 3)) for a in layers]
+    return torch.cat(means + sds, dim=1).cpu().numpy()
 
 
 def pooled_features(
     model: Any, images: Iterable[Any], *, batch_size: int = 32, device: str = "cpu"
 ) -> NDArray[np.float32]:
-    """``Prediction.features`` of ``images`` (arrays [H, W] in [0, 1]) as [N, C]."""
+    """The guard's descriptor of ``images`` (arrays [H, W] in [0, 1]) as [N, D]."""
     import torch
 
     out: list[NDArray[np.float32]] = []
@@ -174,8 +226,14 @@ def pooled_features(
     def flush() -> None:
         if batch:
             x = torch.from_numpy(np.stack(batch).astype(np.float32))[:, None].to(device)
-            features = model.predict(x, x).features
-            out.append(features.float().cpu().numpy())
+            was_training = model.training
+            model.eval()  # BatchNorm running statistics, as at inference
+            try:
+                with capture(model) as acts, torch.inference_mode():
+                    model.encode(x)
+            finally:
+                model.train(was_training)
+            out.append(describe(acts, len(batch)))
             batch.clear()
 
     for image in images:

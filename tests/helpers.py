@@ -38,10 +38,9 @@ def make_tiny_registry(
 
         import numpy as np
 
-        from brgan_core.model.backbone import FEATURE_CHANNELS
         from brgan_core.shift import FeatureGuard
 
-        channels = FEATURE_CHANNELS["tiny"]
+        channels = 2 * (16 + 32)  # the guard descriptor of the tiny backbone (STYLE_LAYERS)
         guard = FeatureGuard(
             mean=np.zeros(channels),
             components=np.eye(1, channels),
@@ -73,3 +72,20 @@ def write_synth_studies(out: Path, patients: int = 1, seed: int = 3) -> list[dic
     for row in rows:
         row["path"] = str((manifest.parent / row["path"]).resolve())
     return rows
+
+
+#: The demo model shipped in the repository (deploy/models/brgan-demo/, issue 11 §6).
+SHIPPED_DEMO_MODEL = (
+    Path(__file__).resolve().parents[1] / "deploy" / "models" / "brgan-demo" / "model.safetensors"
+)
+
+
+def register_shipped_demo_model(root: Path) -> tuple[str, str]:
+    """Register and activate the shipped demo model in the registry at ``root``."""
+    from brgan_core.registry import Registry
+
+    assert SHIPPED_DEMO_MODEL.is_file(), f"the shipped demo model {SHIPPED_DEMO_MODEL} is missing"
+    registry = Registry(root)
+    entry, _ = registry.register(SHIPPED_DEMO_MODEL)
+    registry.activate(entry.version)
+    return entry.version, entry.sha256

@@ -69,7 +69,7 @@ def test_kept_checkpoint_carries_the_domain_shift_guard(manifest: Path, tmp_path
     weights, info = load_checkpoint(result.best_checkpoint)
     guard = guard_of(info)
     assert guard is not None and guard.percentile == 99.0
-    assert guard.mean.shape == (64,)  # the tiny backbone's channels
+    assert guard.mean.shape == (96,)  # mean and SD of the tiny backbone's 16 + 32 channels
     trainer = build_trainer(cfg)
     model = build_model(info.model_config)
     model.load_state_dict(weights)
