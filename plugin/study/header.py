@@ -24,7 +24,7 @@ from typing import Any, BinaryIO
 
 import pydicom
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
 
 from plugin.errors import PluginError
 from plugin.study.deflate import (
@@ -399,6 +399,18 @@ def _native_pixel_length_in_dataset(ds: Dataset) -> int | None:
 # -- attribute helpers (tolerant: a malformed value reads as None) ----------------------------
 
 
+#: What pydicom raises converting a malformed raw value (e.g. a 2-byte value under VR FD:
+#: BytesLengthException, which is no ValueError; issue 13 §2, found by the fuzzer).
+_VALUE_ERRORS = (
+    ValueError,
+    TypeError,
+    KeyError,
+    AttributeError,
+    OverflowError,
+    BytesLengthException,
+)
+
+
 def _uid(ds: Dataset, keyword: str, *, required: bool, strict: bool) -> str | None:
     """A UID attribute checked as PS3.5 §6.2 / §9.1 define UI: VR UI (or UN that decodes to
     one), one value; with ``strict`` also digits and dots, at most 64 characters (trailing
@@ -410,7 +422,7 @@ def _uid(ds: Dataset, keyword: str, *, required: bool, strict: bool) -> str | No
         return None
     try:
         elem = ds.data_element(keyword)
-    except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
+    except _VALUE_ERRORS:
         raise BadUID(keyword, "cannot be read as a UID") from None
     if elem is None or elem.value is None or elem.value == "" or elem.value == b"":
         if required:
@@ -445,7 +457,7 @@ def _get(ds: Dataset | None, keyword: str) -> Any:
         return None
     try:
         return ds.get(keyword)
-    except (ValueError, TypeError, AttributeError, KeyError, OverflowError):
+    except _VALUE_ERRORS:
         return None
 
 

@@ -27,6 +27,7 @@ from brgan_core.errors import BrganCoreError
 from brgan_core.registry import Registry
 from plugin import metrics
 from plugin.config import Settings
+from plugin.logging import get_logger
 from plugin.queue.contract import (
     ContractError,
     ImageRef,
@@ -38,6 +39,7 @@ from plugin.queue.contract import (
 )
 
 _MODELS: dict[tuple[str, str], Any] = {}
+log = get_logger(__name__)
 
 
 class PayloadError(ContractError):
@@ -104,6 +106,68 @@ def _save_heatmap(cam_original: np.ndarray, path: Path) -> None:
     tmp = path.with_suffix(".tmp.png")
     Image.fromarray(np.clip(cam_original * 255.0 + 0.5, 0, 255).astype(np.uint8)).save(tmp)
     tmp.replace(path)
+
+
+UNWRITABLE = "its header cannot be written into the result objects"
+
+
+def _without_unwritable_sources(results: Any, settings: Settings) -> Any:
+    """``results`` without the source images whose headers break the result writers (issue 13
+    §2: a missing SeriesInstanceUID, a malformed PatientOrientation, a sequence nested too deep
+    for pydicom, … in one image failed the whole task, so no image of the study had an
+    outcome). Each image is tried on its own; one that fails is no longer referenced (its
+    path dropped): an analyzed one becomes not analyzed with :data:`UNWRITABLE` and the
+    exception type (never its message, which may quote attribute values), a not-analyzed one
+    keeps its reason with that note. Scores are aggregated again without the dropped images."""
+    import dataclasses
+
+    from plugin.results.writer import build_objects, encode
+
+    probe_settings = settings.model_copy(update={"write_not_analyzed_sr": True})
+
+    def why(**one: Any) -> str | None:
+        probe = dataclasses.replace(results, **one)
+        try:
+            for _kind, _uid, ds in build_objects(probe, probe_settings):
+                encode(ds)
+        except Exception as exc:
+            log.warning("source_header_unwritable", error=type(exc).__name__)
+            return f"{UNWRITABLE} ({type(exc).__name__})"
+        return None
+
+    analyzed, not_analyzed = [], []
+    dropped: set[str] = set()
+    for image in results.analyzed:
+        breasts, exam = aggregate([image.score])
+        problem = why(analyzed=(image,), not_analyzed=(), breasts=breasts, exam=exam)
+        if problem is None:
+            analyzed.append(image)
+            continue
+        score = image.score
+        dropped.add(score.sop_instance_uid)
+        not_analyzed.append(
+            NotAnalyzed(score.sop_instance_uid, problem, None, score.laterality, score.view)
+        )
+        Path(score.heatmap_path).unlink(missing_ok=True)
+    for item in results.not_analyzed:
+        problem = None if item.path is None else why(analyzed=(), not_analyzed=(item,))
+        if problem is None:
+            not_analyzed.append(item)
+            continue
+        dropped.add(item.sop_instance_uid)
+        not_analyzed.append(
+            dataclasses.replace(item, reason=f"{item.reason}; {problem}", path=None)
+        )
+    sources = {uid: p for uid, p in results.source_paths.items() if uid not in dropped}
+    breasts, exam = aggregate([a.score for a in analyzed])
+    return dataclasses.replace(
+        results,
+        analyzed=tuple(analyzed),
+        not_analyzed=tuple(not_analyzed),
+        breasts=breasts,
+        exam=exam,
+        source_paths=sources,
+    )
 
 
 def analyze_study_payload(
@@ -222,7 +286,14 @@ def run_task(
         source_paths=sources,
     )
     t0 = time.perf_counter()
-    files = write_results(results, settings, out_dir)
+    try:
+        files = write_results(results, settings, out_dir)
+    except Exception:  # a source header the writers cannot use must not fail the whole study
+        results = _without_unwritable_sources(results, settings)
+        files = write_results(results, settings, out_dir) if results.source_paths else []
+        analyzed, not_analyzed = list(results.analyzed), list(results.not_analyzed)
+        scores = [a.score for a in analyzed]
+        breasts, exam = results.breasts, results.exam
     timings["write_s"] = time.perf_counter() - t0
     summary = StudySummary(
         study_uid=task.study_uid,
