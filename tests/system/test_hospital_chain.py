@@ -150,10 +150,14 @@ def _check_study_in_orthanc(orthanc, study_uid: str, rows: list[dict], index) ->
         source = next(r for r in rows if r["study_uid"] == study_uid)
         assert tags["PatientID"] == source["patient_id"]
     assert len(by_class[SR]) == 1 and len(by_class[CAD]) == 1
-    # one heatmap per analyzed image (the domain-shift guard may refuse one) and the summary
+    # one heatmap per analyzed image and the summary; the domain-shift guard refuses 3 of these
+    # 40 images (false flags cluster by patient; 1.4 % of the 1,000 test images, docs/model.md)
     result = json.loads(index.get_study(study_uid).result_json)
     analyzed = 4 - len(result["not_analyzed"])
-    assert analyzed >= 3, result["not_analyzed"]
+    assert analyzed >= 2, result["not_analyzed"]
+    assert all(
+        "outside the model's training distribution" in r for r in result["not_analyzed"].values()
+    )
     assert len(by_class[SC]) == analyzed + 1
     # QIDO-RS sees the result series in the same study.
     qido = orthanc.get(f"/dicom-web/studies/{study_uid}/series")
