@@ -21,9 +21,12 @@ setup_venv() {
   fi
 }
 
-# setup_system_tools: Orthanc (+ DICOMweb plugin), dcmtk and dicom3tools from Debian.
+# setup_system_tools: Orthanc (+ DICOMweb plugin), dcmtk, dicom3tools, and the redis-server and
+# openssl binaries (the security tests start Redis servers of their own and make certificates).
 setup_system_tools() {
   local missing=()
+  command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+  command -v openssl >/dev/null 2>&1 || missing+=(openssl)
   command -v Orthanc >/dev/null 2>&1 || missing+=(orthanc)
   [ -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || missing+=(orthanc-dicomweb)
   command -v storescu >/dev/null 2>&1 || missing+=(dcmtk)
