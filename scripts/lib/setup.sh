@@ -21,6 +21,22 @@ setup_venv() {
   fi
 }
 
+# apt_install WHY PKG...: install Debian packages (sudo when not root); non-zero on failure.
+apt_install() {
+  local why="$1"
+  shift
+  echo "== apt-get install $* ($why)"
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq || return 1
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" \
+    >/dev/null || return 1
+  # Debian's orthanc package starts a service on 4242/8042; tests and the viewer run their own.
+  if printf '%s\n' "$@" | grep -qx orthanc; then
+    $sudo service orthanc stop >/dev/null 2>&1 || true
+  fi
+}
+
 # setup_system_tools: Orthanc (+ DICOMweb plugin), dcmtk, dicom3tools, and the redis-server and
 # openssl binaries (the security tests start Redis servers of their own and make certificates).
 setup_system_tools() {
@@ -32,13 +48,7 @@ setup_system_tools() {
   command -v storescu >/dev/null 2>&1 || missing+=(dcmtk)
   command -v dciodvfy >/dev/null 2>&1 || missing+=(dicom3tools)
   if [ ${#missing[@]} -gt 0 ]; then
-    echo "== apt-get install ${missing[*]}"
-    local sudo=""
-    [ "$(id -u)" -ne 0 ] && sudo="sudo"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    # The Debian package starts Orthanc as a service on 4242/8042; tests run their own.
-    $sudo service orthanc stop >/dev/null 2>&1 || true
+    apt_install "system tools for the tests" "${missing[@]}"
   fi
 }
 
@@ -47,10 +57,7 @@ ensure_redis() {
   if redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
     return 0
   fi
-  if ! command -v redis-server >/dev/null 2>&1; then
-    echo "== apt-get install redis-server"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
-  fi
+  command -v redis-server >/dev/null 2>&1 || apt_install "Redis for the tests" redis-server
   echo "== starting redis-server on 127.0.0.1:6379"
   redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
     --dir /tmp --logfile /tmp/brgan-redis.log

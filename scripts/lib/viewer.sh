@@ -1,3 +1,4 @@
+# Needs scripts/lib/setup.sh sourced first (apt_install).
 # Setup for the OHIF viewer (tests/viewer/, scripts/viewer, brgan demo --viewer), sourced by
 # scripts/test and scripts/viewer (not run).
 
@@ -14,12 +15,7 @@ setup_viewer() {
     command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
   fi
   if [ ${#missing[@]} -gt 0 ]; then
-    echo "== apt-get install ${missing[*]} (for the OHIF viewer test)"
-    local sudo=""
-    [ "$(id -u)" -ne 0 ] && sudo="sudo"
-    $sudo apt-get update -qq || return 1
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
-      "${missing[@]}" >/dev/null || return 1
+    apt_install "for the OHIF viewer test" "${missing[@]}" || return 1
   fi
   [ -f "$OHIF_CACHE/dist/index.html" ] && return 0
   if ! command -v npm >/dev/null 2>&1; then
@@ -50,12 +46,5 @@ setup_orthanc() {
   command -v Orthanc >/dev/null 2>&1 || [ -x /usr/sbin/Orthanc ] || missing+=(orthanc)
   [ -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || missing+=(orthanc-dicomweb)
   [ ${#missing[@]} -eq 0 ] && return 0
-  echo "== apt-get install ${missing[*]} (Orthanc for the viewer)"
-  local sudo=""
-  [ "$(id -u)" -ne 0 ] && sudo="sudo"
-  $sudo apt-get update -qq || return 1
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
-    "${missing[@]}" >/dev/null || return 1
-  # The Debian package starts Orthanc as a service on 4242/8042; the viewer runs its own.
-  $sudo service orthanc stop >/dev/null 2>&1 || true
+  apt_install "Orthanc for the viewer" "${missing[@]}"
 }
