@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -169,8 +169,7 @@ def fit_guard(
         n_train=len(train),
         n_val=len(val),
     )
-    threshold = float(np.percentile(guard.distance(val), percentile))
-    return FeatureGuard(**{**guard.__dict__, "threshold": threshold})
+    return replace(guard, threshold=float(np.percentile(guard.distance(val), percentile)))
 
 
 def guard_of(info: Any) -> FeatureGuard | None:
@@ -208,7 +207,7 @@ def describe(acts: list[Any], batch: int) -> NDArray[np.float32]:
     """
     import torch
 
-    layers = [a[:batch].float() for a in acts[: len(acts)]]
+    layers = [a[:batch].float() for a in acts]
     means = [a.mean(dim=(2, 3)) for a in layers]
     sds = [a.std(dim=(2, 3)) for a in layers]
     return torch.cat(means + sds, dim=1).cpu().numpy()
@@ -258,7 +257,6 @@ def attach_guard(
     checkpoint was trained and validated on. The file is rewritten atomically with the guard in
     its metadata (its sha256 changes: register it after this step).
     """
-    from dataclasses import replace
 
     from brgan_core.checkpoint import load_checkpoint, save_checkpoint
     from brgan_core.model import build_model

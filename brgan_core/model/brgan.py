@@ -88,15 +88,12 @@ class Prediction:
             to [0, 1]: where the target has features its healthy version lacks. Zeros for the
             vanilla model, which has no reference.
         logits: ``[B, 2]`` the temperature-scaled {benign, malignant} logits.
-        features: ``[B, C]`` the target's backbone features f_T, global-average pooled (what the
-            domain-shift guard, :mod:`brgan_core.shift`, measures).
     """
 
     p_malignant: Tensor
     cam: Tensor
     residual_map: Tensor
     logits: Tensor
-    features: Tensor | None = None
 
     def upsampled(self, size: tuple[int, int]) -> Prediction:
         """The maps bilinearly resized to ``size`` (e.g. the model input's H, W)."""
@@ -399,7 +396,6 @@ class BRGAN(nn.Module):
                     cam=cam,
                     residual_map=residual_map,
                     logits=logits,
-                    features=f_t.float().mean(dim=(2, 3)),
                 )
         finally:
             for module, mode in modes:
