@@ -141,7 +141,8 @@ class Settings(BaseSettings):
         default="refuse",
         description="Domain-shift guard (docs/model.md): an image whose features lie outside the "
         "model's training distribution is reported not analyzed (refuse), analyzed with a "
-        "warning in every result (warn), or analyzed silently (off). Models without a guard "
+        "caution in the TID 1500 SR's summary (warn; the SCs and the CAD SR do not show it "
+        "yet), or analyzed silently (off). Models without a guard "
         "are not checked.",
     )
     worker_heartbeat: float = Field(
