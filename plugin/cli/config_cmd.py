@@ -26,9 +26,10 @@ def show(
         typer.echo(json.dumps(values, indent=2, default=str))
         return
     table = Table(title="brgan-pacs effective settings")
-    table.add_column("key")
-    table.add_column("value")
-    table.add_column("meaning")
+    # An admin copies values from here: wrap them, never cut them with an ellipsis.
+    table.add_column("key", overflow="fold")
+    table.add_column("value", overflow="fold")
+    table.add_column("meaning", overflow="fold")
     for name, value in values.items():
         description = Settings.model_fields[name].description or ""
         table.add_row(name, "" if value is None else str(value), description)
