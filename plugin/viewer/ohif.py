@@ -66,7 +66,7 @@ def app_config(origin: str) -> str:
                     "supportsReject": False,
                     "imageRendering": "wadors",
                     "thumbnailRendering": "wadors",
-                    "enableStudyLazyLoad": True,
+                    "enableStudyLazyLoad": False,  # SR hydration needs every image series loaded
                     "supportsFuzzyMatching": False,
                     "supportsWildcard": True,
                     "staticWado": False,

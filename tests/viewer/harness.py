@@ -35,6 +35,7 @@ CHROMIUM_FLAGS = (
     "--headless",
     "--no-sandbox",
     "--disable-gpu",
+    "--enable-unsafe-swiftshader",  # software WebGL for cornerstone (trusted local content)
     "--disable-quic",
     "--no-first-run",
     "--disable-background-networking",

@@ -12,7 +12,8 @@ From the page the test checks that
 - the region of every positive image is drawn on it (a polyline in the SVG layer with the
   points of the SR's SCOORD POLYLINE).
 
-Two OHIF 3.13.2 defects shape the test (neither is ours to fix):
+Three OHIF 3.13.2 defects shape the test (none is ours to fix; the third is ``Page.open_sr``'s
+reload after a load that draws nothing):
 
 - OHIF makes one display set per MG image, and the SR viewport's measurement arrows only move
   within the current display set (``setViewReference`` on the same stack): from the first group
@@ -58,6 +59,8 @@ PROBABILITY = re.compile(r"Probability of cancer: ([0-9]+(?:\.[0-9]+)?) %")
 ERROR_MARKERS = ("Error Boundary", "TypeError", "Uncaught", "Something went wrong")
 SCREENSHOT_ENV = "BRGAN_OHIF_SCREENSHOTS"
 UI_TIMEOUT = 60.0
+SR_ATTEMPTS = 8
+SR_DRAW_TIMEOUT = 10.0
 
 
 def _code(item: Any) -> str:
@@ -136,6 +139,8 @@ class Page:
         self.driver = driver
         self.shots = shots
         self.console: list[dict[str, Any]] = []
+        self.sr_attempts: list[tuple[str, int]] = []
+        self.url = ""
 
     def read_console(self) -> list[dict[str, Any]]:
         self.console.extend(self.driver.get_log("browser"))
@@ -150,7 +155,13 @@ class Page:
             self.fail_on_errors()
             if time.monotonic() > deadline:
                 self.screenshot("timeout.png")
-                raise AssertionError(f"OHIF: timed out after {timeout:.0f} s waiting for {what}")
+                tail = "\n".join(
+                    f"{e['level']}: {e['message'][:300]}" for e in self.read_console()[-25:]
+                )
+                raise AssertionError(
+                    f"OHIF: timed out after {timeout:.0f} s waiting for {what}; "
+                    f"last console entries:\n{tail}"
+                )
             time.sleep(0.25)
 
     def errors(self) -> list[str]:
@@ -193,20 +204,59 @@ class Page:
 
     def open_sr(self, description: str, uid: str, *, first: bool) -> dict[str, str]:
         """Double-click the SR's entry (``first`` SR since the page loaded: say "Yes" to the
-        "track measurements?" prompt); the annotations once group ``uid`` is drawn."""
+        "track measurements?" prompt); the annotations once group ``uid`` is drawn.
+
+        After some page loads OHIF 3.13.2 (with Chromium 156 headless) shows the SR as selected
+        and draws nothing, with nothing in the console that differs from a load that works;
+        double-clicking again does not help, reloading the page does (about one load in three
+        on this machine, for the SR as written and for its copies alike). A radiologist would
+        reload, and so does this: up to ``SR_ATTEMPTS`` page loads, each given
+        ``SR_DRAW_TIMEOUT`` seconds. Every attempt is kept in ``self.sr_attempts`` (written
+        to ``sr-attempts.txt``)."""
         from selenium.webdriver.common.action_chains import ActionChains
 
-        entry = self.wait(
-            f"the SR {description!r} in the study browser", lambda: self.thumbnail(description)
-        )
-        ActionChains(self.driver).double_click(entry).perform()
-        if first:
-            self.wait("the 'track measurements?' prompt", self.prompt)[0].click()
-            self.wait("the prompt to close", lambda: not self.prompt())
-        self.wait(f"the group {uid} to be drawn", lambda: uid in self.annotations())
+        for attempt in range(1, SR_ATTEMPTS + 1):
+            entry = self.wait(
+                f"the SR {description!r} in the study browser",
+                lambda: self.thumbnail(description),
+            )
+            ActionChains(self.driver).double_click(entry).perform()
+            self.sr_attempts.append((description, attempt))
+            if first:
+                prompt = self.wait_for(self.prompt, 10.0)
+                if prompt:
+                    prompt[0].click()
+                    self.wait("the prompt to close", lambda: not self.prompt())
+                    first = False
+            if self.wait_for(lambda: uid in self.annotations(), SR_DRAW_TIMEOUT):
+                break
+            self.fail_on_errors()
+            self.load(self.url)
+            first = True  # a fresh page asks "track measurements?" again
+        else:
+            self.wait(f"the group {uid} to be drawn", lambda: uid in self.annotations(), 1.0)
         time.sleep(0.5)  # let the region and the text of this image settle
         assert not self.prompt(), "OHIF asked 'track measurements?' again"
         return self.annotations()
+
+    def load(self, url: str) -> None:
+        """Open ``url`` (a study), the onboarding tour skipped (it covers the viewport)."""
+        self.url = url
+        self.driver.get(url.split("/viewer", 1)[0] + "/")
+        self.driver.execute_script(
+            "localStorage.setItem('shownTours', JSON.stringify(['basicViewerTour']))"
+        )
+        self.driver.get(url)
+
+    def wait_for(self, probe: Any, timeout: float) -> Any:
+        """``probe()`` once it is true, or None after ``timeout`` seconds (no error)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = probe()
+            if value:
+                return value
+            time.sleep(0.25)
+        return None
 
     def prompt(self) -> list[Any]:
         from selenium.webdriver.common.by import By
@@ -221,40 +271,11 @@ class Page:
         )
 
 
-#: The Chromium build this test last passed with (2026-12-01). With Debian's security update
-#: 156.0.8078.114 (installed on 2026-12-02) OHIF 3.13.2 shows the SR as selected but draws no
-#: measurement, at this commit and at the previous one alike: an environment change, recorded
-#: as an expected failure on other builds (the test still runs; it passes again as XPASS).
-VALIDATED_CHROMIUM = "156.0.8078.73"
-
-
-def _chromium_version() -> str:
-    import subprocess
-
-    try:
-        out = subprocess.run(["chromium", "--version"], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    parts = out.stdout.split()
-    return parts[1] if len(parts) > 1 else ""
-
-
-@pytest.mark.timeout(180)
-def test_ohif_shows_probabilities_and_regions(
-    tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
+@pytest.mark.timeout(480)
+def test_ohif_shows_probabilities_and_regions(tmp_path: Path) -> None:
     missing = missing_tools()
     if missing:
         pytest.skip("OHIF viewer test needs: " + "; ".join(missing))
-    version = _chromium_version()
-    if version != VALIDATED_CHROMIUM:
-        request.applymarker(
-            pytest.mark.xfail(
-                reason=f"Chromium {version}: OHIF 3.13.2 draws no SR measurement on this build "
-                f"(validated on {VALIDATED_CHROMIUM}); see VALIDATED_CHROMIUM",
-                strict=False,
-            )
-        )
 
     from plugin.config import Settings
     from plugin.results.writer import build_objects
@@ -305,26 +326,29 @@ def test_ohif_shows_probabilities_and_regions(
             driver = chromium_driver(tmp_path / "chromium-profile")
             try:
                 page = Page(driver, shots)
-                driver.get(server.origin + "/")
-                # Skip the onboarding tour (it covers the viewport).
-                driver.execute_script(
-                    "localStorage.setItem('shownTours', JSON.stringify(['basicViewerTour']))"
-                )
                 study_url = f"{server.origin}/viewer?StudyInstanceUIDs={results.study_uid}"
-                driver.get(study_url)
+                page.load(study_url)
                 # 1. The study with its results, as written: OHIF shows the SR's first group.
                 order = list(groups)
                 check(page, str(sr.SeriesDescription), order[0], first=True)
                 # 2. Every other group, each first in a copy of the SR (module docstring).
                 copies = [sr_with_group_first(sr, uid, 9900 + k) for k, uid in enumerate(order)]
                 store_objects(orthanc, [("tid1500_sr copy", None, c) for c in copies[1:]])
-                driver.get(study_url)
+                page.load(study_url)
                 for k, (uid, copy_) in enumerate(zip(order[1:], copies[1:], strict=True)):
                     check(page, str(copy_.SeriesDescription), uid, first=k == 0)
                 page.fail_on_errors()
+                shots.mkdir(parents=True, exist_ok=True)
+                (shots / "sr-attempts.txt").write_text(
+                    "\n".join(f"{d}\tattempt {n}" for d, n in page.sr_attempts) + "\n"
+                )
                 body = driver.execute_script("return document.body.innerText")
                 assert "Something went wrong" not in body
             finally:
+                shots.mkdir(parents=True, exist_ok=True)
+                (shots / "console.txt").write_text(
+                    "\n".join(f"{e['level']}: {e['message']}" for e in page.read_console())
+                )
                 driver.quit()
     finally:
         orthanc.stop()
