@@ -92,3 +92,14 @@ def test_cli_version() -> None:
     result = CliRunner().invoke(app, ["--version"])
     assert result.exit_code == 0
     assert "brgan-pacs" in result.output
+
+
+def test_config_show_table_wraps_long_values_at_80_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An admin copies values from the table: in a narrow terminal they wrap, never end in "…"."""
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setenv("BRGAN_BROKER_URL", "redis://:secret@broker.hospital.example.org:6379/0")
+    result = CliRunner().invoke(app, ["config", "show"])
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.output
+    assert "6379/0" in result.output  # the end of the URL, which an ellipsis would cut
+    assert "secret" not in result.output
