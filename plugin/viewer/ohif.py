@@ -66,7 +66,7 @@ def app_config(origin: str) -> str:
                     "supportsReject": False,
                     "imageRendering": "wadors",
                     "thumbnailRendering": "wadors",
-                    "enableStudyLazyLoad": False,  # SR hydration needs every image series loaded
+                    "enableStudyLazyLoad": False,  # all series up front: the SR cites four
                     "supportsFuzzyMatching": False,
                     "supportsWildcard": True,
                     "staticWado": False,
