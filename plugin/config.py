@@ -141,8 +141,8 @@ class Settings(BaseSettings):
         default="refuse",
         description="Domain-shift guard (docs/model.md): an image whose features lie outside the "
         "model's training distribution is reported not analyzed (refuse), analyzed with a "
-        "caution in the TID 1500 SR's summary (warn; the SCs and the CAD SR do not show it "
-        "yet), or analyzed silently (off). Models without a guard "
+        "caution in every result object (warn: the SR's summary, the CAD SR's finding, the "
+        "heatmap SC's legend, the summary SC), or analyzed silently (off). Models without a guard "
         "are not checked.",
     )
     worker_heartbeat: float = Field(

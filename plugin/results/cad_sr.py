@@ -305,8 +305,13 @@ def _region_description(score: ImageScore, provenance: Provenance) -> str:
     return (
         f"{provenance.model_name} {provenance.model_version}, {score.laterality} {score.view}: "
         f"probability of cancer of the whole image, {verdict}{threshold} threshold. "
-        f"{where}.{_label_lines(provenance)}"
+        f"{where}.{_cautions(score)}{_label_lines(provenance)}"
     )
+
+
+def _cautions(score: ImageScore) -> str:
+    """A warn-mode domain-shift guard's caution (docs/model.md), as sentences."""
+    return "".join(f" Caution: {w}." for w in score.warnings)
 
 
 def single_image_finding(

@@ -63,6 +63,8 @@ def legend(results: StudyResults, image: AnalyzedImage) -> list[LegendLine]:
             render.POSITIVE_COLOUR if positive else render.WHITE,
         ),
     ]
+    # A warn-mode domain-shift guard (docs/model.md): the caution where the score is read.
+    lines += [LegendLine(f"CAUTION: {w}", render.LABEL_COLOUR) for w in score.warnings]
     lines += [LegendLine(label, render.LABEL_COLOUR) for label in prov.labels]
     style = "solid" if positive else "dashed (below threshold)"
     lines.append(LegendLine("model attention (CAM), low to high", render.WHITE, 0.85, True))
@@ -225,6 +227,7 @@ def from_image(results: StudyResults, image: AnalyzedImage, *, max_size: int = 1
             f"{results.provenance.model_name} {results.provenance.model_version}: "
             f"p(malignant) {render.percent(score.p_malignant)}, "
             f"{render.verdict(score.p_malignant, results.provenance)}",
+            *(f"Caution: {w}" for w in score.warnings),
             *results.provenance.labels,
         ]
     )

@@ -168,6 +168,18 @@ def summary_rows(results: StudyResults) -> list[Row]:
             )
         )
     rows += [row for _, row in sorted(entries, key=lambda e: e[0])]
+    # A warn-mode domain-shift guard (docs/model.md): each cautioned image, under the table.
+    cautioned = sorted(
+        (a.score for a in results.analyzed if a.score.warnings),
+        key=lambda s: _order(s.laterality, s.view),
+    )
+    rows += [
+        Row(
+            (f"CAUTION {render.image_name(s.laterality, s.view)}: {w}",), colour=render.LABEL_COLOUR
+        )
+        for s in cautioned
+        for w in s.warnings
+    ]
     rows.append(Row((model_line(prov),), "small", space_before=0.6))
     when = results.content_datetime.strftime("%Y-%m-%d %H:%M:%S UTC")
     rows.append(

@@ -42,7 +42,6 @@ CHROMIUM_FLAGS = (
     "--disable-component-update",
     "--disable-sync",
     "--disable-dev-shm-usage",
-    "--window-size=1600,1000",
 )
 
 
@@ -70,7 +69,7 @@ def missing_tools() -> list[str]:
 # --- Chromium ------------------------------------------------------------------------------
 
 
-def chromium_driver(profile_dir: Path) -> Any:
+def chromium_driver(profile_dir: Path, window_size: tuple[int, int] = (1600, 1000)) -> Any:
     """Headless Chromium through the Debian chromedriver, console log captured."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -80,6 +79,7 @@ def chromium_driver(profile_dir: Path) -> Any:
     options.binary_location = binary
     for flag in CHROMIUM_FLAGS:
         options.add_argument(flag)
+    options.add_argument(f"--window-size={window_size[0]},{window_size[1]}")
     options.add_argument(f"--user-data-dir={profile_dir}")
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     service = Service(executable_path=shutil.which(CHROMEDRIVER))

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Callable
 from pathlib import Path
@@ -253,3 +254,19 @@ def test_cam_on_another_grid_is_refused(results: StudyResults) -> None:
     bad = AnalyzedImage(image.score, image.cam[:-1], image.source_path)
     with pytest.raises(ValueError, match="stored pixel grid"):
         heatmap_sc.from_image(results, bad)
+
+
+def test_a_warned_image_shows_the_caution(results: StudyResults) -> None:
+    """Warn-mode domain-shift guard: the caution is in the legend where the score is read, and
+    in ImageComments; an image without a warning shows none."""
+    warned = image_of(results, "L", "CC")
+    caution = "analyzed although outside the model's training distribution (test)"
+    warned = dataclasses.replace(
+        warned, score=dataclasses.replace(warned.score, warnings=(caution,))
+    )
+    lines = heatmap_sc.legend_lines(results, warned)
+    assert f"CAUTION: {caution}" in lines
+    assert lines.index(f"CAUTION: {caution}") < lines.index(model_line(results.provenance))
+    assert caution in str(heatmap_sc.from_image(results, warned).ImageComments)
+    plain = image_of(results, "R", "CC")
+    assert not any("CAUTION" in line for line in heatmap_sc.legend_lines(results, plain))

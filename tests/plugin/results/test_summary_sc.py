@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
@@ -165,3 +166,15 @@ def test_deterministic(
     }
     dates = {str(e.value) for e in ds.iterall() if e.VR in ("DA", "TM", "DT") and e.value}
     assert dates <= allowed, dates - allowed
+
+
+def test_a_warned_image_shows_the_caution(partial: StudyResults) -> None:
+    """Warn-mode domain-shift guard: one caution row per warned image, under the table."""
+    caution = "analyzed although outside the model's training distribution (test)"
+    first, *rest = partial.analyzed
+    warned = dataclasses.replace(first, score=dataclasses.replace(first.score, warnings=(caution,)))
+    results = dataclasses.replace(partial, analyzed=(warned, *rest))
+    name = render.image_name(first.score.laterality, first.score.view)
+    lines = summary_sc.summary_lines(results)
+    assert lines.count(f"CAUTION {name}: {caution}") == 1
+    assert not any("CAUTION" in line for line in summary_sc.summary_lines(partial))

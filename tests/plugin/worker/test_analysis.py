@@ -167,6 +167,17 @@ def test_domain_shift_guard_modes(
         warned = [bool(i["warnings"]) for i in result["images"]]
         assert warned == [mode == "warn"] * 4
         assert ("Caution:" in sr_text) == (mode == "warn")
+        # Every result object carries it (the burned-in legends: tests/plugin/results).
+        files = {f["kind"]: [] for f in result["result_files"]}
+        for f in result["result_files"]:
+            files[f["kind"]].append(pydicom.dcmread(f["path"]))
+        cad_text = " ".join(
+            str(e.value) for e in files["cad_sr"][0].iterall() if e.keyword == "TextValue"
+        )
+        assert cad_text.count("Caution:") == (4 if mode == "warn" else 0)
+        comments = [str(sc.ImageComments) for sc in files["heatmap_sc"]]
+        assert len(comments) == 4
+        assert all(("Caution:" in c) == (mode == "warn") for c in comments)
 
 
 def test_a_passing_guard_changes_nothing(
