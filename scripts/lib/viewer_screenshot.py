@@ -29,21 +29,23 @@ from tests.viewer.harness import chromium_driver, missing_tools
 from tests.viewer.page import Page
 
 TID1500_SR_BASE = "BR-GAN measurements"
-WINDOW = (2400, 1100)
-# Put the heatmap SC (series, instance) in the right viewport of a 1x2 layout; returns an error
-# text or null. The same calls as OHIF's layout menu and a drag of a thumbnail into a viewport.
-SHOW_BESIDE = """
-const [seriesUid, sopUid] = arguments;
+WINDOW = (2200, 1400)
+# OHIF's 1x2 layout (the command the toolbar's layout menu runs); the grid updates asynchronously.
+TWO_VIEWPORTS = (
+    "window.commandsManager.runCommand('setViewportGridLayout', {numRows: 1, numCols: 2});"
+)
+VIEWPORT_IDS = "return Array.from(window.services.viewportGridService.getState().viewports.keys());"
+# Put the heatmap SC (series, instance) in viewport ``id`` (what dropping its thumbnail there
+# does); returns an error text or null.
+SHOW_IN_VIEWPORT = """
+const [seriesUid, sopUid, viewportId] = arguments;
 const sets = window.services.displaySetService.getActiveDisplaySets();
 const set = sets.find(s => s.SeriesInstanceUID === seriesUid
                            && (s.images || []).some(i => i.SOPInstanceUID === sopUid));
 if (!set) return 'no display set holds the heatmap SC';
 const index = set.images.findIndex(i => i.SOPInstanceUID === sopUid);
-window.commandsManager.runCommand('setViewportGridLayout', {numRows: 1, numCols: 2});
-const ids = Array.from(window.services.viewportGridService.getState().viewports.keys());
-if (ids.length < 2) return 'the layout has ' + ids.length + ' viewport(s)';
 window.services.viewportGridService.setDisplaySetsForViewports([{
-  viewportId: ids[1], displaySetInstanceUIDs: [set.displaySetInstanceUID],
+  viewportId: viewportId, displaySetInstanceUIDs: [set.displaySetInstanceUID],
   viewportOptions: {initialImageOptions: {index: index}}}]);
 return null;
 """
@@ -152,8 +154,14 @@ def main(out: Path, args: list[str]) -> int:
                     print(f"OHIF drew nothing in 8 page loads; console in {work}/shots",
                           file=sys.stderr)  # fmt: skip
                     return 1
-                error = driver.execute_script(SHOW_BESIDE, chosen.heatmap_series,
-                                              chosen.heatmap_sop)  # fmt: skip
+                driver.execute_script(TWO_VIEWPORTS)
+                ids = page.wait(
+                    "OHIF's 1x2 layout",
+                    lambda: (v := driver.execute_script(VIEWPORT_IDS)) and len(v) >= 2 and v,
+                    timeout=20.0,
+                )
+                error = driver.execute_script(SHOW_IN_VIEWPORT, chosen.heatmap_series,
+                                              chosen.heatmap_sop, ids[1])  # fmt: skip
                 if error:
                     print(f"could not put the heatmap beside the image: {error}", file=sys.stderr)
                     return 1
