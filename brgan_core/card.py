@@ -7,9 +7,10 @@ Two facts decide how the worker may use a model on an image without a contralate
 
 * ``uses_contralateral_at_inference``: SBF fuses f_C into the classifier input and the paired
   generator conditions G_T2C on it; the paper's BR-GAN (f_H = G_T2C(f_T), Sect. 2.1) and vanilla
-  never read it at inference.
-* ``evaluated_without_contralateral``: the test AUC measured on images scored with no
-  contralateral (metric ``test_auc_without_contralateral``), or None when it was never measured.
+  never read it at inference; our ``contralateral_branch`` variant reads it when it is there.
+* ``evaluated_without_contralateral``: the AUC measured on held-out validation images scored with
+  no contralateral (metric ``val_auc_without_contralateral``, written by calibration for a model
+  with the contralateral branch), or None when it was never measured.
 
 Only a model evaluated that way may score an image without a contralateral
 (:func:`may_score_without_contralateral`); for any other the image stays *not analyzed: no
@@ -20,11 +21,15 @@ from __future__ import annotations
 
 from typing import Any
 
-WITHOUT_CONTRALATERAL_METRIC = "test_auc_without_contralateral"
+WITHOUT_CONTRALATERAL_METRIC = "val_auc_without_contralateral"
 
 
 def uses_contralateral_at_inference(model_config: dict[str, Any]) -> bool:
-    return model_config.get("bilateral") == "sbf" or bool(model_config.get("paired_generator"))
+    return (
+        model_config.get("bilateral") == "sbf"
+        or bool(model_config.get("paired_generator"))
+        or bool(model_config.get("contralateral_branch"))
+    )
 
 
 def may_score_without_contralateral(info: Any) -> bool:
@@ -53,6 +58,7 @@ def model_card(info: Any) -> dict[str, Any]:
             "residual_embedding": config.get("residual_embedding"),
             "mask": config.get("mask"),
             "paired_generator": config.get("paired_generator", False),
+            "contralateral_branch": config.get("contralateral_branch", False),
             "input_size": info.preprocessing.get("size"),
         },
         "uses_contralateral_at_inference": uses_contralateral_at_inference(config),

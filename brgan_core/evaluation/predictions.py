@@ -293,8 +293,13 @@ def predict_pairs(
     features: bool = False,
     progress: ProgressFn | None = None,
     stage: str = "predict",
+    contralateral: bool = True,
 ) -> Predictions:
     """Run :meth:`BRGAN.predict` over ``dataset`` (pair items, e.g. :func:`eval_dataset`).
+
+    With ``contralateral=False`` every target is scored as if its contralateral were missing
+    (``predict(target, None)``; only a model with the contralateral branch, or one that never
+    reads it, can).
 
     The model is moved to ``device``; its train/eval mode is restored afterwards. With
     ``features`` the backbone's f_T (and f_C) and G_T2C's f_H are captured by forward hooks and
@@ -317,6 +322,15 @@ def predict_pairs(
     capture = _Capture()
     capture.add("logits", model.classifier)
     paired = model.config.needs_contralateral_at_inference
+    if not contralateral:
+        if model.config.requires_contralateral_at_inference:
+            raise EvaluationError(
+                f"bilateral={model.config.bilateral!r}"
+                + (" with paired_generator" if model.config.paired_generator else "")
+                + " cannot score a target without its contralateral"
+            )
+        if features:
+            raise EvaluationError("features are summarised only for pairs (contralateral=True)")
     if features:
         capture.add("backbone", model.backbone)
         if model.g_t2c is not None:
@@ -341,7 +355,7 @@ def predict_pairs(
             batch = batch.to(dev)
             b, done = batch.target.shape[0], len(boxes)
             model_shape = (int(batch.target.shape[-2]), int(batch.target.shape[-1]))
-            pred = model.predict(batch.target, batch.contralateral)
+            pred = model.predict(batch.target, batch.contralateral if contralateral else None)
             labels.append(batch.label.cpu().numpy())
             logits.append(capture.outputs["logits"].float().cpu().numpy())
             probs.append(pred.p_malignant.double().cpu().numpy())

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from brgan_core.card import WITHOUT_CONTRALATERAL_METRIC
 from brgan_core.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint, sha256_file
 from brgan_core.data.records import PairRecord
 from brgan_core.evaluation.auc import AucResult, DelongResult, bootstrap_auc, delong_test, roc_auc
@@ -181,6 +182,7 @@ def write_calibrated_checkpoint(
     *,
     val_auc: float,
     val_n: int,
+    extra_metrics: dict[str, float] | None = None,
 ) -> CalibratedCheckpoint:
     """Copy ``checkpoint`` to ``out`` with the temperature and threshold of ``calibration``.
 
@@ -207,6 +209,7 @@ def write_calibrated_checkpoint(
             "target_sensitivity": op.target_sensitivity,
             "calibration_n": val_n,
             "ece_bins": calibration.n_bins,
+            **(extra_metrics or {}),
         }
     )
     note = (
@@ -253,13 +256,50 @@ def calibrate_checkpoint(
         stage=f"validation {checkpoint.name}",
     )
     calibration = calibrate_predictions(val, sensitivity=sensitivity, n_bins=n_bins)
+    extra: dict[str, float] = {}
+    if model.config.contralateral_branch:
+        extra = without_contralateral_metrics(
+            model, dataset, calibration, batch_size=batch_size, device=device, progress=progress
+        )
     return write_calibrated_checkpoint(
         checkpoint,
         out,
         calibration,
         val_auc=roc_auc(val.labels, val.malignancy_logit),
         val_n=len(val),
+        extra_metrics=extra,
     )
+
+
+def without_contralateral_metrics(
+    model: BRGAN,
+    dataset: Any,
+    calibration: Calibration,
+    *,
+    batch_size: int = 8,
+    device: str = "cpu",
+    progress: ProgressFn | None = None,
+) -> dict[str, float]:
+    """The validation images scored as if no contralateral were there (issue 11 §4): the AUC
+    that lets the model card allow such images (``brgan_core.card``), and the sensitivity and
+    specificity of the threshold fitted *with* contralaterals on those scores."""
+    alone = predict_pairs(
+        model,
+        dataset,
+        batch_size=batch_size,
+        device=device,
+        progress=progress,
+        stage="validation without contralateral",
+        contralateral=False,
+    )
+    op = calibration.operating_point
+    called = alone.calibrated(calibration.temperature) >= op.threshold
+    y = alone.labels.astype(bool)
+    return {
+        WITHOUT_CONTRALATERAL_METRIC: roc_auc(alone.labels, alone.malignancy_logit),
+        "val_sensitivity_without_contralateral": float(called[y].mean()),
+        "val_specificity_without_contralateral": float((~called[~y]).mean()),
+    }
 
 
 # -- evaluation ---------------------------------------------------------------------------------
@@ -293,6 +333,9 @@ class ModelResult:
     mean_fid: dict[str, float | None] = field(default_factory=dict)
     pooled_fid: dict[str, float | None] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    #: With the contralateral branch: the same test images scored without their contralateral.
+    test_without_contralateral: Predictions | None = None
+    auc_without_contralateral: AucResult | None = None
 
     @property
     def p_uncalibrated(self) -> NDArray[np.float64]:
@@ -330,6 +373,11 @@ class ModelResult:
             "localization": None if self.localization is None else asdict(self.localization),
             "mean_fid": self.mean_fid,
             "pooled_fid": self.pooled_fid,
+            "auc_without_contralateral": (
+                None
+                if self.auc_without_contralateral is None
+                else asdict(self.auc_without_contralateral)
+            ),
             "notes": list(self.notes),
         }
 
@@ -459,6 +507,19 @@ def _evaluate_model(
         )
     else:
         notes.append(f"{name}: no malignant test image has a ground-truth box; no localization")
+    alone: Predictions | None = None
+    alone_auc: AucResult | None = None
+    if model.config.contralateral_branch:
+        alone = predict_pairs(
+            model,
+            dataset("test", test_pairs),
+            batch_size=batch_size,
+            device=device,
+            progress=progress,
+            stage=f"{name}: test without contralateral",
+            contralateral=False,
+        )
+        alone_auc = bootstrap_auc(alone.labels, alone.malignancy_logit, n_boot=n_boot, seed=seed)
     mean_fid: dict[str, float | None] = {}
     pooled_fid: dict[str, float | None] = {}
     if test.features is not None:
@@ -484,6 +545,8 @@ def _evaluate_model(
         mean_fid=mean_fid,
         pooled_fid=pooled_fid,
         notes=tuple(notes),
+        test_without_contralateral=alone,
+        auc_without_contralateral=alone_auc,
     )
 
 

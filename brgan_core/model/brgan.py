@@ -128,7 +128,7 @@ class BRGAN(nn.Module):
         g_t2c, d_c: G_T2C and D_C (bilateral = gan).
         g_c2t, d_t: G_C2T and D_T (bilateral = gan and consistency ≠ none).
         p_m: the malignancy head of Eq. 3 (residual_embedding).
-        classifier: GAP → FC on the classifier input (C or 2C channels).
+        classifier: GAP → FC on the classifier input (C, 2C, or 3C with the contralateral branch).
     Buffer ``temperature`` (default 1.0) divides the logits in :meth:`predict` (calibration).
     """
 
@@ -159,6 +159,8 @@ class BRGAN(nn.Module):
         if config.residual_embedding:
             self.p_m = MalignancyHead(channels, pooling=config.pooling)
         fused = channels if config.bilateral == "none" else 2 * channels
+        if config.contralateral_branch:
+            fused += channels  # concat[f_T − f_H, f_T, f_T − f_C]
         self.classifier = ClassifierHead(fused, pooling=config.pooling)
         self.register_buffer("temperature", torch.tensor(1.0))
 
@@ -214,26 +216,33 @@ class BRGAN(nn.Module):
 
     def _reference_features(
         self, target: Tensor, contralateral: Tensor | None
-    ) -> tuple[Tensor, Tensor | None]:
-        """(f_T, the classifier's reference: f_H, f_C or None) for inference."""
+    ) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """(f_T, the classifier's reference: f_H, f_C or None, the contralateral branch
+        f_T − f_C: zeros without a contralateral, None without the branch) for inference."""
         cfg = self.config
-        if cfg.needs_contralateral_at_inference:
+        if cfg.contralateral_branch:
+            if contralateral is None:
+                f_t = self.encode(target)
+                return f_t, self.generate_healthy(f_t), torch.zeros_like(f_t)
+            f_t, f_c = self._encode_pair(target, contralateral)
+            return f_t, self.generate_healthy(f_t), f_t - f_c
+        if cfg.requires_contralateral_at_inference:
             if contralateral is None:
                 what = "bilateral='sbf'" if cfg.bilateral == "sbf" else "paired_generator"
                 raise ValueError(f"{what} needs the contralateral image")
             f_t, f_c = self._encode_pair(target, contralateral)
             if cfg.bilateral == "sbf":
-                return f_t, f_c
-            return f_t, self.generate_healthy(f_t, f_c)
+                return f_t, f_c, None
+            return f_t, self.generate_healthy(f_t, f_c), None
         f_t = self.encode(target)
         if self.config.bilateral == "gan":
-            return f_t, self.generate_healthy(f_t)
-        return f_t, None
+            return f_t, self.generate_healthy(f_t), None
+        return f_t, None, None
 
     def forward(self, target: Tensor, contralateral: Tensor | None = None) -> Tensor:
         """Uncalibrated {benign, malignant} logits ``[B, 2]`` (the classification path only)."""
-        f_t, reference = self._reference_features(target, contralateral)
-        return self.classifier(classifier_input(f_t, reference))
+        f_t, reference, branch = self._reference_features(target, contralateral)
+        return self.classifier(classifier_input(f_t, reference, branch))
 
     # -- training ---------------------------------------------------------------------------
     def forward_train(
@@ -282,7 +291,14 @@ class BRGAN(nn.Module):
                 out["pm_t"] = self.p_m(f_t)
                 out["pm_p"] = self.p_m(f_p)
 
-        out["logits"] = self.classifier(classifier_input(f_t, reference))
+        branch: Tensor | None = None
+        if cfg.contralateral_branch:
+            branch = f_t - out["f_c"]
+            if self.training and cfg.contralateral_dropout > 0:
+                # a missing contralateral for this fraction of the samples (zeros, as predict)
+                keep = torch.rand(f_t.shape[0], device=f_t.device) >= cfg.contralateral_dropout
+                branch = branch * keep.to(f_t.dtype).view(-1, 1, 1, 1)
+        out["logits"] = self.classifier(classifier_input(f_t, reference, branch))
         grid = (f_t.shape[-2], f_t.shape[-1])
         if mask is not None:
             out["sel_t"] = losses.downsample_mask(mask, grid)
@@ -377,14 +393,15 @@ class BRGAN(nn.Module):
 
         Runs in eval mode under ``torch.inference_mode()`` (every submodule's previous
         train/eval mode is restored afterwards). Only the backbone, G_T2C and the classifier
-        run; ``contralateral`` is needed (and encoded) only for SBF and ``paired_generator``.
+        run; ``contralateral`` is needed (and encoded) only for SBF and ``paired_generator``;
+        with ``contralateral_branch`` it is used when given and the branch is zeros without it.
         """
         modes = [(module, module.training) for module in self.modules()]
         self.eval()
         try:
             with torch.inference_mode():
-                f_t, reference = self._reference_features(target, contralateral)
-                fused = classifier_input(f_t, reference)
+                f_t, reference, branch = self._reference_features(target, contralateral)
+                fused = classifier_input(f_t, reference, branch)
                 logits = self.classifier(fused) / self.temperature
                 cam = normalize_map(self.classifier.cam(fused, MALIGNANT))
                 if reference is None:

@@ -22,6 +22,12 @@ Switches (see ``docs/model.md`` for the full mapping to Table 3):
 ``paired_generator``    our extension, off in every paper row: G_T2C also sees the reference,
                         f_H = G_T2C(f_T | f_C), so the contralateral is used at inference too
                         (preset ``brgan_paired``). The paper's G_T2C sees f_T only.
+``contralateral_branch`` our extension (issue 11 §4), off in every paper row: BR-GAN's generation
+                        and classification plus an f_T − f_C branch, classifier on
+                        concat[f_T − f_H, f_T, f_T − f_C]; the branch is zeros when no
+                        contralateral is given, and ``contralateral_dropout`` zeroes it for that
+                        fraction of training samples so the model learns to score without one
+                        (preset ``brgan_bilateral``).
 ``reference``           ``contralateral`` (BR-GAN) or ``random_healthy`` (the "CycleGAN with a
                         healthy reference" baseline). The network is the same; only the data
                         pipeline reads this key, to decide what it passes as the reference image.
@@ -75,6 +81,10 @@ class BRGANConfig:
         paired_generator: G_T2C conditioned on the reference features, f_H = ReLU(f_T +
             block(concat[f_T, f_C])) (our extension, not the paper's reading; ``predict`` then
             needs and encodes the contralateral). Default off: the paper's f_H = G_T2C(f_T).
+        contralateral_branch: add the f_T − f_C branch to the classifier input (our extension;
+            ``predict`` uses the contralateral when given and scores without it otherwise).
+        contralateral_dropout: fraction in [0, 1) of training samples whose branch is zeroed
+            (each sample drawn independently every step), as if the contralateral were missing.
         gan_loss: ``log`` (the paper's Eq. 1, as BCE with logits) or ``lsgan`` (least squares).
         weight_*: the weights of Eq. 4's terms; ``weight_aux_pm`` weighs the cross-entropy that
             supervises the malignancy head p_m with the image label (our reading, DESIGN.md).
@@ -92,6 +102,8 @@ class BRGANConfig:
     residual_embedding: bool = True
     mask: bool = True
     paired_generator: bool = False
+    contralateral_branch: bool = False
+    contralateral_dropout: float = 0.0
     reference: str = "contralateral"
     gan_loss: str = "log"
     weight_cls: float = 1.0
@@ -114,7 +126,13 @@ class BRGANConfig:
         _check_int("in_channels", self.in_channels, allow_none=False)
         _check_int("bottleneck", self.bottleneck, allow_none=True)
         _check_int("disc_width", self.disc_width, allow_none=True)
-        for key in ("residual_preserved", "residual_embedding", "mask", "paired_generator"):
+        for key in (
+            "residual_preserved",
+            "residual_embedding",
+            "mask",
+            "paired_generator",
+            "contralateral_branch",
+        ):
             if not isinstance(getattr(self, key), bool):
                 raise ValueError(f"{key} must be true or false, not {getattr(self, key)!r}")
         for key in WEIGHT_KEYS:
@@ -124,6 +142,12 @@ class BRGANConfig:
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"{key} must be a finite number >= 0, not {value!r}")
             object.__setattr__(self, key, float(value))
+        dropout = self.contralateral_dropout
+        if isinstance(dropout, bool) or not isinstance(dropout, int | float):
+            raise ValueError(f"contralateral_dropout must be a number, not {dropout!r}")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"contralateral_dropout must be in [0, 1), not {dropout!r}")
+        object.__setattr__(self, "contralateral_dropout", float(dropout))
         if self.pretrained_weights is not None and self.backbone in ("tiny", "cnn4"):
             raise ValueError(f"pretrained_weights: the {self.backbone} backbone has no weights")
         self._check_switches()
@@ -134,6 +158,7 @@ class BRGANConfig:
             for key, off in (
                 ("consistency", "none"),
                 ("paired_generator", False),
+                ("contralateral_branch", False),
                 ("residual_preserved", False),
                 ("residual_embedding", False),
                 ("mask", False),
@@ -143,6 +168,16 @@ class BRGANConfig:
                         f"{key}: bilateral={self.bilateral!r} builds no generators, so {key} "
                         f"must be {off!r} (or use BRGANConfig.preset('vanilla' / 'sbf'))"
                     )
+        if self.contralateral_dropout and not self.contralateral_branch:
+            raise ValueError(
+                "contralateral_dropout: only the contralateral_branch can be dropped; set "
+                "contralateral_branch=true or contralateral_dropout=0"
+            )
+        if self.contralateral_branch and self.paired_generator:
+            raise ValueError(
+                "contralateral_branch: paired_generator already needs the contralateral at "
+                "inference; use one of the two"
+            )
         if self.consistency == "none" and self.residual_preserved:
             raise ValueError(
                 "residual_preserved: consistency='none' builds no G_C2T to feed f_P to; set "
@@ -167,7 +202,14 @@ class BRGANConfig:
 
     @property
     def needs_contralateral_at_inference(self) -> bool:
-        """``predict`` encodes the contralateral (SBF, or a paired G_T2C)."""
+        """``predict`` encodes the contralateral when given, in one backbone pass with the
+        target (SBF, a paired G_T2C, the contralateral branch)."""
+        return self.requires_contralateral_at_inference or self.contralateral_branch
+
+    @property
+    def requires_contralateral_at_inference(self) -> bool:
+        """``predict`` cannot score without the contralateral (SBF, a paired G_T2C); the
+        contralateral branch scores without it (the branch is then zeros)."""
         return self.bilateral == "sbf" or self.paired_generator
 
     @property
@@ -275,6 +317,17 @@ PRESETS: dict[str, dict[str, Any]] = {
         "residual_embedding": True,
         "mask": True,
         "paired_generator": True,
+    },
+    # Not in the paper (issue 11 §4): full BR-GAN plus an f_T − f_C branch into the classifier,
+    # trained with the branch zeroed for a quarter of the samples (a missing contralateral).
+    "brgan_bilateral": {
+        "bilateral": "gan",
+        "consistency": "double",
+        "residual_preserved": True,
+        "residual_embedding": True,
+        "mask": True,
+        "contralateral_branch": True,
+        "contralateral_dropout": 0.25,
     },
     # Table 1 "CycleGAN*": healthy images of other patients as reference, plain back translation
     "cyclegan_healthy": {

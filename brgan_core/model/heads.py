@@ -50,11 +50,13 @@ class ClassifierHead(GapLinearHead):
     """The classification module's GAP → FC on the (fused) classifier input."""
 
 
-def classifier_input(f_t: Tensor, reference: Tensor | None) -> Tensor:
-    """concat[f_T − reference, f_T] (reference = f_H or f_C), or f_T alone when it is None."""
-    if reference is None:
-        return f_t
-    return torch.cat([f_t - reference, f_t], dim=1)
+def classifier_input(f_t: Tensor, reference: Tensor | None, branch: Tensor | None = None) -> Tensor:
+    """concat[f_T − reference, f_T] (reference = f_H or f_C), or f_T alone when it is None;
+    with the contralateral ``branch`` (f_T − f_C, or zeros) appended as a third block."""
+    parts = [f_t] if reference is None else [f_t - reference, f_t]
+    if branch is not None:
+        parts.append(branch)
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
 
 def normalize_map(raw: Tensor, eps: float = 1e-12) -> Tensor:

@@ -209,6 +209,12 @@ def evaluate(
             f"(T = {m.temperature:.3f}){at}",
             markup=False,
         )
+        if m.auc_without_contralateral is not None:
+            console.print(
+                f"{m.name}: test AUC without contralateral {m.auc_without_contralateral} "
+                "(every target scored with its contralateral left out)",
+                markup=False,
+            )
     if result.delong is not None:
         console.print(f"DeLong p = {result.delong.p:.4g}", markup=False)
     console.print(f"report: {files['report']}", markup=False)

@@ -22,7 +22,7 @@ def test_contralateral_at_inference_by_preset() -> None:
 def test_only_a_model_evaluated_without_contralateral_may_score_such_images() -> None:
     plain = _info("brgan", metrics={"test_auc": 0.8})
     assert not may_score_without_contralateral(plain)
-    evaluated = _info("brgan", metrics={"test_auc_without_contralateral": 0.71})
+    evaluated = _info("brgan", metrics={"val_auc_without_contralateral": 0.71})
     assert may_score_without_contralateral(evaluated)
     assert model_card(evaluated)["evaluated_without_contralateral"] == 0.71
 

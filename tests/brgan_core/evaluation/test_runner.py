@@ -272,3 +272,51 @@ def test_calibration_recovers_an_overconfident_temperature() -> None:
     assert cal.ece_after < cal.ece_before
     p = pred.calibrated(cal.temperature)
     assert (p[y == 1] >= cal.operating_point.threshold).mean() >= 0.8
+
+
+def test_contralateral_branch_is_measured_without_its_contralateral(
+    setup: dict,  # type: ignore[type-arg]
+    tmp_path: Path,
+) -> None:
+    """issue 11 §4: calibration writes the validation AUC without contralateral (the metric the
+    model card's gate reads) with the threshold's sensitivity/specificity on those scores;
+    evaluation reports the test AUC without contralateral beside the usual one."""
+    from brgan_core.card import WITHOUT_CONTRALATERAL_METRIC, may_score_without_contralateral
+
+    path = make_checkpoint(
+        tmp_path / "bilateral.safetensors",
+        "brgan_bilateral",
+        3,
+        setup["manifest"],
+        setup["settings"],
+    )
+    val, test = setup["pairs"].val, setup["pairs"].test
+    written = calibrate_checkpoint(path, val, 0.9, tmp_path / "bilateral.calibrated.safetensors")
+    info = read_info(written.path)
+    model, _ = load_checkpoint_model(written.path)
+    alone = predict_pairs(model, eval_dataset(val, SIZE), contralateral=False)
+    assert info.metrics[WITHOUT_CONTRALATERAL_METRIC] == pytest.approx(
+        roc_auc_score(alone.labels, alone.malignancy_logit)
+    )
+    y = alone.labels.astype(bool)
+    called = alone.p_malignant >= info.threshold
+    assert info.metrics["val_sensitivity_without_contralateral"] == pytest.approx(called[y].mean())
+    assert info.metrics["val_specificity_without_contralateral"] == pytest.approx(
+        (~called[~y]).mean()
+    )
+    assert may_score_without_contralateral(info)
+    result = evaluate_checkpoint(written.path, test, features=False, n_boot=100).models[0]
+    assert result.auc_without_contralateral is not None
+    assert result.to_dict()["auc_without_contralateral"]["auc"] == pytest.approx(
+        roc_auc_score(
+            result.test_without_contralateral.labels,
+            result.test_without_contralateral.malignancy_logit,
+        )
+    )
+    # the paper's BR-GAN never reads it: calibration does not claim it was measured
+    plain = read_info(calibrate_checkpoint(setup["brgan"], val, 0.9, tmp_path / "b.st").path)
+    assert WITHOUT_CONTRALATERAL_METRIC not in plain.metrics
+    sbf = make_checkpoint(tmp_path / "sbf.st", "sbf", 4, setup["manifest"], setup["settings"])
+    sbf_model, _ = load_checkpoint_model(sbf)
+    with pytest.raises(EvaluationError, match="cannot score a target without its contralateral"):
+        predict_pairs(sbf_model, eval_dataset(val, SIZE), contralateral=False)

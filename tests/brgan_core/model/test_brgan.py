@@ -21,6 +21,7 @@ GENERATOR_KEYS = {
     "gan_double_re": {"cls", "gan_t2c", "gan_c2t", "cyc_t", "cyc_c", "re", "aux_pm"},
     "brgan": {"cls", "gan_t2c", "gan_c2t", "cyc_t", "cyc_c", "re", "aux_pm"},
     "brgan_paired": {"cls", "gan_t2c", "gan_c2t", "cyc_t", "cyc_c", "re", "aux_pm"},
+    "brgan_bilateral": {"cls", "gan_t2c", "gan_c2t", "cyc_t", "cyc_c", "re", "aux_pm"},
     "cyclegan_healthy": {"cls", "gan_t2c", "gan_c2t", "cyc_t", "cyc_c"},
 }
 
@@ -57,6 +58,7 @@ def perturb_zero_inits(model: BRGAN) -> None:
         ("gan_double_re", {"g_t2c", "d_c", "g_c2t", "d_t", "p_m"}, 128),
         ("brgan", {"g_t2c", "d_c", "g_c2t", "d_t", "p_m"}, 128),
         ("brgan_paired", {"g_t2c", "d_c", "g_c2t", "d_t", "p_m"}, 128),
+        ("brgan_bilateral", {"g_t2c", "d_c", "g_c2t", "d_t", "p_m"}, 192),
         ("cyclegan_healthy", {"g_t2c", "d_c", "g_c2t", "d_t"}, 128),
     ],
 )
@@ -170,6 +172,60 @@ def test_paired_generator_uses_the_contralateral_at_inference(pairs: Batch) -> N
         model(pairs.target)
     with pytest.raises(ValueError, match="paired_generator"):
         BRGANConfig.preset("sbf", paired_generator=True)
+
+
+def test_contralateral_branch_uses_it_when_given_and_scores_without_it(pairs: Batch) -> None:
+    """brgan_bilateral (issue 11 §4): concat[f_T − f_H, f_T, f_T − f_C]; without a
+    contralateral the branch is zeros, which is what a contralateral identical to the target
+    gives (f_T − f_C = 0)."""
+    model = tiny("brgan_bilateral").eval()
+    perturb_zero_inits(model)
+    assert model.config.needs_contralateral_at_inference
+    assert not model.config.requires_contralateral_at_inference
+    with torch.no_grad():
+        a = model(pairs.target, pairs.contralateral)
+        b = model(pairs.target, torch.zeros_like(pairs.contralateral))
+        alone = model(pairs.target, None)
+        same = model(pairs.target, pairs.target)
+        pred = model.predict(pairs.target, None)
+    assert not torch.allclose(a, b)
+    torch.testing.assert_close(alone, same)
+    assert pred.p_malignant.shape == (pairs.target.shape[0],)
+    assert pred.cam.shape[0] == pairs.target.shape[0]
+
+
+def test_contralateral_dropout_zeroes_the_branch_in_training_only() -> None:
+    model = tiny("brgan_bilateral", contralateral_dropout=0.5)
+    batch = synthetic_pairs(32)
+    seen: list[Tensor] = []
+    hook = model.classifier.register_forward_hook(lambda m, i, o: seen.append(i[0].detach()))
+    try:
+        torch.manual_seed(3)
+        model.train()
+        model.forward_batch(batch)
+        model.eval()
+        with torch.no_grad():
+            model.forward_batch(batch)
+    finally:
+        hook.remove()
+    channels = model.feature_channels
+    trained, evaluated = (x[:, 2 * channels :].abs().flatten(1).amax(dim=1) for x in seen)
+    dropped = int((trained == 0).sum())
+    assert 4 <= dropped <= 28, dropped  # about half of 32 (binomial, p = 0.5)
+    assert bool((evaluated > 0).all()), "no dropout outside training"
+
+
+def test_contralateral_branch_config_is_checked() -> None:
+    with pytest.raises(ValueError, match="contralateral_dropout must be in"):
+        BRGANConfig.preset("brgan_bilateral", contralateral_dropout=1.0)
+    with pytest.raises(ValueError, match="only the contralateral_branch can be dropped"):
+        BRGANConfig.preset("brgan", contralateral_dropout=0.2)
+    with pytest.raises(ValueError, match="contralateral_branch"):
+        BRGANConfig.preset("sbf", contralateral_branch=True)
+    with pytest.raises(ValueError, match="use one of the two"):
+        BRGANConfig.preset("brgan_bilateral", paired_generator=True)
+    cfg = BRGANConfig.preset("brgan_bilateral")
+    assert BRGANConfig.from_dict(cfg.to_dict()) == cfg
 
 
 def test_paired_generator_cycle_passes_the_reference(pairs: Batch) -> None:
