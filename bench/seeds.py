@@ -76,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seeds", default="0-5", help="e.g. 0-5 or 0,1,2")
     parser.add_argument("--primary", default="brgan", help="the primary contrast: this − baseline")
     parser.add_argument("--baseline", default="vanilla")
+    parser.add_argument(
+        "--decide",
+        default="brgan_bilateral:brgan",
+        help="extra paired contrasts ROW:BASELINE (comma-separated), e.g. the product-default "
+        "rule of issue 11 §4; reported when both rows have >= 2 common seeds",
+    )
     parser.add_argument("--backbone", default="cnn4")
     parser.add_argument("--pooling", default="max")
     parser.add_argument("--epochs", type=int, default=20)
@@ -208,6 +214,11 @@ def train_and_evaluate(args: argparse.Namespace, row: str, seed: int) -> Path:
         "scores": [float(v) for v in model.test.p_malignant],
         "config": config.to_dict(),
     }
+    if model.auc_without_contralateral is not None:  # the contralateral branch (issue 11 §4)
+        alone = model.test_without_contralateral
+        assert alone is not None and list(alone.ids) == result["ids"]
+        result["test_auc_without_contralateral"] = model.auc_without_contralateral.auc
+        result["scores_without_contralateral"] = [float(v) for v in alone.p_malignant]
     tmp = result_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(result))
     tmp.replace(result_path)
@@ -251,12 +262,31 @@ def run_all(args: argparse.Namespace, tasks: list[tuple[str, int]]) -> list[tupl
     return failed
 
 
+#: Suffix of the derived row "the same models, every test target scored without its
+#: contralateral" (rows with the contralateral branch; its val AUC is the models', with them).
+ALONE = ":no-contralateral"
+
+
 def _load(args: argparse.Namespace, tasks: list[tuple[str, int]]) -> dict[str, dict[int, Any]]:
     results: dict[str, dict[int, Any]] = {}
     for row, seed in tasks:
         path = _run_dir(args, row, seed) / "eval.json"
         if path.exists():
             results.setdefault(row, {})[seed] = json.loads(path.read_text())
+    for row in list(results):
+        alone = {
+            seed: {
+                **r,
+                "row": row + ALONE,
+                "test_auc": r["test_auc_without_contralateral"],
+                "scores": r["scores_without_contralateral"],
+                "localization_error": None,
+            }
+            for seed, r in results[row].items()
+            if "scores_without_contralateral" in r
+        }
+        if alone:
+            results[row + ALONE] = alone
     return results
 
 
@@ -335,8 +365,8 @@ def write_report(args: argparse.Namespace, tasks: list[tuple[str, int]]) -> dict
             "per_seed": per,
         }
 
-    def contrast(row: str) -> dict[str, Any] | None:
-        base, other = results.get(args.baseline, {}), results.get(row, {})
+    def contrast(row: str, baseline: str = args.baseline) -> dict[str, Any] | None:
+        base, other = results.get(baseline, {}), results.get(row, {})
         seeds = sorted(set(base) & set(other))
         if len(seeds) < 2:
             return None
@@ -353,6 +383,7 @@ def write_report(args: argparse.Namespace, tasks: list[tuple[str, int]]) -> dict
         )
         return {
             "row": row,
+            "baseline": baseline,
             "seeds": seeds,
             **test.to_dict(),
             "hierarchical_mean": point,
@@ -368,6 +399,12 @@ def write_report(args: argparse.Namespace, tasks: list[tuple[str, int]]) -> dict
         for r, c in secondary.items():
             c["p_holm"] = adjusted[r]
     report["secondary"] = secondary
+    report["decisions"] = {}
+    for item in filter(None, (args.decide or "").split(",")):
+        row, _, baseline = item.partition(":")
+        found = contrast(row, baseline)
+        if found is not None:
+            report["decisions"][item] = found
     report["protocol"] = {k: str(v) for k, v in vars(args).items() if k not in ("one", "report")}
     report["machine"] = machine_info(load=list(os.getloadavg()))
     args.out.mkdir(parents=True, exist_ok=True)
@@ -406,6 +443,16 @@ def _markdown(report: dict[str, Any]) -> str:
             + f"); paired t = {p['t']:.2f}, p = {p['p_ttest']:.3g} (primary); Wilcoxon "
             f"p = {p['p_wilcoxon']:.3g}; hierarchical seed × patient bootstrap 95% CI "
             f"[{p['hierarchical_ci'][0]:+.4f}, {p['hierarchical_ci'][1]:+.4f}].",
+        ]
+    for c in report.get("decisions", {}).values():
+        lines += [
+            "",
+            f"**Decision contrast {c['row']} − {c['baseline']}** ({c['n_seeds']} paired seeds, "
+            f"declared before the runs): mean Δ AUC {c['mean_diff']:+.4f} (per seed "
+            + ", ".join(f"{d:+.3f}" for d in c["diffs"])
+            + f"); paired t p = {c['p_ttest']:.3g}; Wilcoxon p = {c['p_wilcoxon']:.3g}; "
+            f"hierarchical 95% CI [{c['hierarchical_ci'][0]:+.4f}, "
+            f"{c['hierarchical_ci'][1]:+.4f}].",
         ]
     for row, c in report.get("secondary", {}).items():
         lines += [

@@ -155,14 +155,25 @@ def test_seeds_trains_rows_by_seed_and_reports_the_paired_contrast(tmp_path: Pat
     out = tmp_path / "seeds"
     rc = seeds.main(
         [
-            *("--out", str(out), "--rows", "vanilla,sbf", "--primary", "sbf", "--jobs", "2"),
+            *("--out", str(out), "--rows", "vanilla,sbf,brgan_bilateral", "--primary", "sbf"),
+            *("--jobs", "2", "--decide", "brgan_bilateral:sbf"),
             *("--seeds", "0,1", "--epochs", "2", "--backbone", "tiny", "--n-boot", "20"),
             *("--train-patients", "6", "--val-patients", "4", "--test-patients", "4"),
         ]
     )
     assert rc == 0
     report = json.loads((out / "seeds.json").read_text())
-    assert set(report["rows"]) == {"vanilla", "sbf"}
+    alone = "brgan_bilateral:no-contralateral"  # the same models, targets scored alone
+    assert set(report["rows"]) == {"vanilla", "sbf", "brgan_bilateral", alone}
+    branch = json.loads((out / "runs" / "brgan_bilateral" / "seed-0" / "eval.json").read_text())
+    assert len(branch["scores_without_contralateral"]) == len(branch["scores"]) == 16
+    assert branch["scores_without_contralateral"] != branch["scores"]
+    assert report["rows"][alone]["per_seed"][0]["test_auc"] == pytest.approx(
+        branch["test_auc_without_contralateral"]
+    )
+    decision = report["decisions"]["brgan_bilateral:sbf"]
+    assert decision["baseline"] == "sbf" and decision["n_seeds"] == 2
+    assert set(report["secondary"]) == {"brgan_bilateral", alone}  # each vs vanilla, Holm
     for row in ("vanilla", "sbf"):
         for seed in (0, 1):
             result = json.loads((out / "runs" / row / f"seed-{seed}" / "eval.json").read_text())
@@ -174,4 +185,6 @@ def test_seeds_trains_rows_by_seed_and_reports_the_paired_contrast(tmp_path: Pat
     low, high = primary["hierarchical_ci"]
     assert low <= high
     assert (out / "curves.png").stat().st_size > 1000
-    assert "Primary contrast, sbf − baseline over 2 paired seeds" in (out / "seeds.md").read_text()
+    markdown = (out / "seeds.md").read_text()
+    assert "Primary contrast, sbf − baseline over 2 paired seeds" in markdown
+    assert "Decision contrast brgan_bilateral − sbf" in markdown
