@@ -142,10 +142,12 @@ def region_outline(
     return (*points, points[0])
 
 
-def score_pair(loaded: LoadedModel, target: Any, contralateral: Any) -> PairScore:
+def score_pair(loaded: LoadedModel, target: Any, contralateral: Any | None) -> PairScore:
     """Score a preprocessed target against its preprocessed contralateral.
 
-    ``target``/``contralateral`` are :class:`brgan_core.preprocess.PreprocessedImage`.
+    ``target``/``contralateral`` are :class:`brgan_core.preprocess.PreprocessedImage`;
+    ``contralateral`` None scores the target alone (a model with the contralateral branch, or
+    one that never reads it; SBF and the paired generator raise ``ValueError``).
     """
     import torch
 
@@ -157,7 +159,9 @@ def score_pair(loaded: LoadedModel, target: Any, contralateral: Any) -> PairScor
     from brgan_core.shift import capture, describe
 
     with capture(loaded.model) as acts:  # the guard's descriptor, from the same forward pass
-        prediction = loaded.model.predict(tensor(target.image), tensor(contralateral.image))
+        prediction = loaded.model.predict(
+            tensor(target.image), None if contralateral is None else tensor(contralateral.image)
+        )
     p = float(prediction.p_malignant.reshape(-1)[0])
     cam_small = prediction.cam[0].detach().float().cpu().numpy()
     cam = _resize(cam_small, target.image.shape)

@@ -8,13 +8,20 @@ TINY_INPUT_SIZE = (64, 52)
 
 
 def make_tiny_registry(
-    root: Path, seed: int = 0, guard_threshold: float | None = None
+    root: Path,
+    seed: int = 0,
+    guard_threshold: float | None = None,
+    *,
+    preset: str = "brgan",
+    metrics: dict[str, float] | None = None,
 ) -> tuple[str, str]:
     """Register and activate an untrained tiny BR-GAN (real weights, real outputs) in ``root``.
 
     Untrained on purpose: plumbing tests check that real scores flow through the system, not
     what they are. ``guard_threshold``: give it a domain-shift guard (unit-variance features)
-    with that distance threshold (0 flags every image, 1e9 none). Returns ``(version, sha256)``.
+    with that distance threshold (0 flags every image, 1e9 none). ``preset``/``metrics``: another
+    model preset and the card's metrics (default ``{"auc": 0.5}``). Returns
+    ``(version, sha256)``.
     """
     import torch
 
@@ -23,12 +30,12 @@ def make_tiny_registry(
     from brgan_core.registry import Registry
 
     torch.manual_seed(seed)
-    config = BRGANConfig.preset("brgan", backbone="tiny")
+    config = BRGANConfig.preset(preset, backbone="tiny")
     model = build_model(config)
     info = CheckpointInfo(
         model_config=config.to_dict(),
         preprocessing={"size": list(TINY_INPUT_SIZE)},
-        metrics={"auc": 0.5},
+        metrics=metrics or {"auc": 0.5},
         threshold=0.5,
         research_only=True,
         notes="untrained tiny model for tests",

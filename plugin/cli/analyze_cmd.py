@@ -117,8 +117,11 @@ def analyze(
         raise typer.Exit(1)
     loaded = _load(settings, model)
     now = time.time()
+    from brgan_core.card import may_score_without_contralateral
+
+    alone = may_score_without_contralateral(loaded.info)
     for study_uid, study_headers in sorted(headers.items()):
-        plan = plan_study(study_headers)
+        plan = plan_study(study_headers, score_unpaired=alone)
         other = {"L": "R", "R": "L"}
 
         def ref(uid: str, laterality: str, view: str) -> ImageRef:
@@ -135,7 +138,9 @@ def analyze(
             pairs=tuple(
                 TaskPair(
                     ref(p.target_uid, p.laterality, p.view),
-                    ref(p.contralateral_uid, other[p.laterality], p.view),
+                    ref(p.contralateral_uid, other[p.laterality], p.view)
+                    if p.contralateral_uid
+                    else None,
                 )
                 for p in plan.pairs
             ),

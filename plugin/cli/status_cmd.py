@@ -247,7 +247,7 @@ def _show_study(index: Any, study_uid: str, as_json: bool) -> None:
                     "pairs": [
                         {
                             "target": p.target_uid,
-                            "contralateral": p.contralateral_uid,
+                            "contralateral": p.contralateral_uid or None,
                             "laterality": p.laterality,
                             "view": p.view,
                             "score": json.loads(p.score_json) if p.score_json else None,
@@ -296,7 +296,8 @@ def _show_study(index: Any, study_uid: str, as_json: bool) -> None:
             table.add_column(column)
         for p in pairs:
             table.add_row(
-                p.target_uid, p.contralateral_uid, p.laterality or "", p.view or "",
+                p.target_uid, p.contralateral_uid or "none (scored alone)", p.laterality or "",
+                p.view or "",
                 _score_text(p.score_json),
             )  # fmt: skip
         console.print(table)

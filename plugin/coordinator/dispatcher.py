@@ -52,6 +52,7 @@ from plugin.queue.contract import (
 )
 from plugin.queue.trust import UntrustedMessageError, check_result_files
 from plugin.study.classify import OWN_OBJECT_REASON, is_image_class
+from plugin.study.pairing import NO_CONTRALATERAL
 
 log = get_logger(__name__)
 
@@ -126,9 +127,7 @@ class Dispatcher:
             self._error_once(study, f"not queued: {exc}")
             return
         instances = {row.sop_instance_uid: row for row in self.index.instances(study_uid)}
-        missing = sorted(
-            ({p.target_uid for p in pairs} | {p.contralateral_uid for p in pairs}) - set(instances)
-        )
+        missing = sorted(_planned_uids(pairs) - set(instances))
         if missing:
             # An image of the plan arrived again under another study (the latest arrival
             # wins) after the plan was made: plan the study again instead of failing.
@@ -143,7 +142,7 @@ class Dispatcher:
         queued_at = study.queued_at or time.time()
         task = build_task(study, pairs, instances, ModelRef(model_version, sha256), queued_at)
         payload = task.to_json()
-        uids = sorted({p.target_uid for p in pairs} | {p.contralateral_uid for p in pairs})
+        uids = sorted(_planned_uids(pairs))
         if not uids:  # a report-only task: the not-analyzed images name it
             uids = sorted(n.sop_instance_uid for n in task.not_analyzed)
         task_id = task_id_for(f"{study_uid}#v{version}", uids, model_version)
@@ -404,6 +403,12 @@ class Dispatcher:
         )
 
 
+def _planned_uids(pairs: list[PairRow]) -> set[str]:
+    """Every image the plan's pairs name (a target scored alone names no contralateral)."""
+    uids = {p.target_uid for p in pairs}
+    return uids | {p.contralateral_uid for p in pairs if p.contralateral_uid != NO_CONTRALATERAL}
+
+
 def _short(value: Any) -> str:
     text = f"{type(value).__name__}: {value}" if isinstance(value, BaseException) else str(value)
     return text.splitlines()[0][:300] if text else "unknown error"
@@ -439,7 +444,9 @@ def build_task(
     task_pairs = tuple(
         TaskPair(
             _ref(instances[p.target_uid], p.laterality, p.view),
-            _ref(instances[p.contralateral_uid], other.get(p.laterality or ""), p.view),
+            None
+            if p.contralateral_uid == NO_CONTRALATERAL
+            else _ref(instances[p.contralateral_uid], other.get(p.laterality or ""), p.view),
         )
         for p in pairs
     )

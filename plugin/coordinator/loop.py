@@ -123,8 +123,12 @@ class Coordinator:
         on_study_ready: StudyReadyHook = log_only_hook,
         reconcile: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.time,
+        score_unpaired: Callable[[], bool] = lambda: False,
     ) -> None:
         self.index = index
+        #: Whether the model that will analyze may score an image without a contralateral
+        #: (its card, :func:`plugin.coordinator.unpaired.scores_unpaired`), asked at each plan.
+        self.score_unpaired = score_unpaired
         self.spool = spool
         self.timing = timing
         self.on_study_ready = on_study_ready
@@ -209,7 +213,12 @@ class Coordinator:
     def _plan(self, study: StudyRow) -> tuple[StudyPlan, float]:
         rows = self.index.instances(study.study_uid)
         headers = [InstanceHeader.from_json(json.loads(r.header_json)) for r in rows]
-        return plan_study(headers), max(r.received_at for r in rows)
+        try:
+            unpaired = bool(self.score_unpaired())
+        except Exception as exc:  # an unreadable registry: plan as for any other model
+            log.warning("score_unpaired_unknown", error=type(exc).__name__)
+            unpaired = False
+        return plan_study(headers, score_unpaired=unpaired), max(r.received_at for r in rows)
 
     def _record(self, study: StudyRow, plan: StudyPlan, as_of: float) -> StudyRow:
         pairs = [

@@ -22,6 +22,7 @@ from plugin.coordinator.loop import (
     log_only_hook,
 )
 from plugin.coordinator.outbox import Outbox
+from plugin.coordinator.unpaired import scores_unpaired
 from plugin.index import Index, SqliteIndex
 from plugin.listener.server import Listener, route_temp_files
 from plugin.logging import get_logger
@@ -92,6 +93,7 @@ def run_service(
             ),
             on_study_ready=on_study_ready,
             reconcile=reconcile,
+            score_unpaired=lambda: scores_unpaired(settings),
         )
         recovery = coordinator.recover()  # before the listener: temp files are all stale now
         if settings.chunked_receive:

@@ -4,7 +4,8 @@ Frozen types that validate on construction and in ``from_json``: a missing or mi
 raises :class:`ContractError` naming it, never a silent default. Both processes import this
 module; it imports neither torch nor anything of ``plugin.worker``.
 
-* :class:`StudyTask` — the ``brgan.analyze_study`` payload (schema 2): the study version, when it
+* :class:`StudyTask` — the ``brgan.analyze_study`` payload (schema 2, or 3 when a target is
+  scored without a contralateral): the study version, when it
   was queued (the result objects' Content Date/Time, so a redelivered task writes
   byte-identical objects), the model, the pairs with each image's spool path, laterality, view
   and PatientOrientation *as the study rules decided them*, the plan's not-analyzed images with
@@ -23,9 +24,12 @@ from typing import Any
 from plugin.errors import PluginError
 
 TASK_SCHEMA = 2
+#: The schema of a task with a target scored without a contralateral (``TaskPair.contralateral``
+#: None); a task without one stays schema 2, so a worker of the previous release still takes it.
+UNPAIRED_TASK_SCHEMA = 3
 SUMMARY_SCHEMA = 2
 #: Schemas of the payload a worker still accepts (the previous release's coordinator sends 1).
-ACCEPTED_TASK_SCHEMAS = frozenset({1, 2})
+ACCEPTED_TASK_SCHEMAS = frozenset({1, 2, 3})
 
 RESEARCH_LABEL = "FOR RESEARCH USE ONLY"
 DEMO_LABEL = "DEMO MODEL - synthetic training data, not for clinical use"
@@ -140,12 +144,15 @@ class ImageRef:
 
 @dataclass(frozen=True)
 class TaskPair:
-    """A target image and its contralateral (same view, other breast)."""
+    """A target image and its contralateral (same view, other breast), or None: a target the
+    model scores alone (only planned for a model evaluated that way; schema 3)."""
 
     target: ImageRef
-    contralateral: ImageRef
+    contralateral: ImageRef | None
 
     def __post_init__(self) -> None:
+        if self.contralateral is None:
+            return
         if self.target.laterality == self.contralateral.laterality:
             raise ContractError(
                 f"pair {self.target.sop_instance_uid}: contralateral has the same laterality"
@@ -154,12 +161,16 @@ class TaskPair:
             raise ContractError(f"pair {self.target.sop_instance_uid}: views differ")
 
     def to_json(self) -> dict[str, Any]:
-        return {"target": self.target.to_json(), "contralateral": self.contralateral.to_json()}
+        contralateral = None if self.contralateral is None else self.contralateral.to_json()
+        return {"target": self.target.to_json(), "contralateral": contralateral}
 
     @classmethod
-    def from_json(cls, data: Any, where: str) -> TaskPair:
+    def from_json(cls, data: Any, where: str, *, unpaired: bool = False) -> TaskPair:
+        target = ImageRef.from_json(_get(data, "target", dict, where), f"{where}.target")
+        if unpaired and isinstance(data, dict) and data.get("contralateral", ...) is None:
+            return cls(target, None)
         return cls(
-            ImageRef.from_json(_get(data, "target", dict, where), f"{where}.target"),
+            target,
             ImageRef.from_json(_get(data, "contralateral", dict, where), f"{where}.contralateral"),
         )
 
@@ -201,7 +212,7 @@ class NotAnalyzed:
 
 @dataclass(frozen=True)
 class StudyTask:
-    """One ``brgan.analyze_study`` task (schema 2)."""
+    """One ``brgan.analyze_study`` task (schema 2; 3 when a pair has no contralateral)."""
 
     study_uid: str
     study_version: int
@@ -231,12 +242,14 @@ class StudyTask:
         out: dict[str, ImageRef] = {}
         for pair in self.pairs:
             out[pair.target.sop_instance_uid] = pair.target
-            out[pair.contralateral.sop_instance_uid] = pair.contralateral
+            if pair.contralateral is not None:
+                out[pair.contralateral.sop_instance_uid] = pair.contralateral
         return out
 
     def to_json(self) -> dict[str, Any]:
+        unpaired = any(p.contralateral is None for p in self.pairs)
         return {
-            "schema": self.schema,
+            "schema": max(self.schema, UNPAIRED_TASK_SCHEMA) if unpaired else self.schema,
             "study_uid": self.study_uid,
             "study_version": self.study_version,
             "queued_at": self.queued_at,
@@ -251,9 +264,10 @@ class StudyTask:
     def from_json(cls, data: Any) -> StudyTask:
         schema = _get(data, "schema", int, "task")
         if schema not in ACCEPTED_TASK_SCHEMAS:
-            raise ContractError(f"task: schema {schema} is not supported (accepts 1 and 2)")
+            raise ContractError(f"task: schema {schema} is not supported (accepts 1 to 3)")
         if schema == 1:
             return _from_schema_1(data)
+        unpaired = schema >= UNPAIRED_TASK_SCHEMA
         shadow = data.get("shadow_model")
         return cls(
             study_uid=_get(data, "study_uid", str, "task"),
@@ -261,7 +275,7 @@ class StudyTask:
             queued_at=_get(data, "queued_at", float, "task"),
             model=ModelRef.from_json(_get(data, "model", dict, "task")),
             pairs=tuple(
-                TaskPair.from_json(p, f"task.pairs[{i}]")
+                TaskPair.from_json(p, f"task.pairs[{i}]", unpaired=unpaired)
                 for i, p in enumerate(_get(data, "pairs", list, "task"))
             ),
             not_analyzed=tuple(
@@ -388,7 +402,8 @@ class ImageScore:
     """One analyzed target image. Coordinates are (column, row) on the stored pixel grid."""
 
     sop_instance_uid: str
-    contralateral_uid: str
+    #: None: scored without a contralateral (the warnings say so).
+    contralateral_uid: str | None
     laterality: str
     view: str
     p_malignant: float
@@ -426,7 +441,7 @@ class ImageScore:
         peak = _opt(data, "peak", list, where)
         return cls(
             sop_instance_uid=_get(data, "sop_instance_uid", str, where),
-            contralateral_uid=_get(data, "contralateral_uid", str, where),
+            contralateral_uid=_get(data, "contralateral_uid", (str, type(None)), where),
             laterality=_get(data, "laterality", str, where),
             view=_get(data, "view", str, where),
             p_malignant=_get(data, "p_malignant", float, where),

@@ -186,6 +186,8 @@ def _library(results: StudyResults) -> _Library:
         library.add(results.source(image.score.sop_instance_uid))
     if results.provenance.uses_contralateral:
         for image in results.analyzed:
+            if image.score.contralateral_uid is None:  # scored alone: nothing to reference
+                continue
             header = _header(results, image.score.contralateral_uid)
             if header is not None:
                 library.add(header)

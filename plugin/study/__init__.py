@@ -13,9 +13,10 @@ Pure functions on header-only data; no torch, no pixel decoding:
 from plugin.study.assembly import NotReady, Ready, needs_new_version, readiness
 from plugin.study.classify import Classification, classify
 from plugin.study.header import HeaderError, InstanceHeader, read_header
-from plugin.study.pairing import Pair, StudyPlan, plan_study
+from plugin.study.pairing import NO_CONTRALATERAL, Pair, StudyPlan, plan_study
 
 __all__ = [
+    "NO_CONTRALATERAL",
     "Classification",
     "HeaderError",
     "InstanceHeader",

@@ -29,9 +29,15 @@ REASON_PATIENT_ID = "outside intended use: PatientID differs from the rest of th
 REASON_PATIENT_ID_TIE = "outside intended use: PatientID differs within the study (no majority)"
 
 
+#: ``Pair.contralateral_uid`` of a target scored without a contralateral (only planned when the
+#: model's card allows it: :func:`plan_study`'s ``score_unpaired``).
+NO_CONTRALATERAL = ""
+
+
 @dataclass(frozen=True, slots=True)
 class Pair:
-    """One image to score (``target_uid``) with its reference image of the other breast."""
+    """One image to score (``target_uid``) with its reference image of the other breast
+    (:data:`NO_CONTRALATERAL` when there is none and the model may score it alone)."""
 
     target_uid: str
     contralateral_uid: str
@@ -157,8 +163,14 @@ def plan_study(
     *,
     own_manufacturer: str = DEFAULT_OWN_MANUFACTURER,
     own_device_uid: str | None = None,
+    score_unpaired: bool = False,
 ) -> StudyPlan:
     """Classify, deduplicate and pair the instances of one study.
+
+    A usable image without a contralateral view is *not analyzed: no contralateral view*, or,
+    with ``score_unpaired`` (the active model's card says it was evaluated without one,
+    ``brgan_core.card.may_score_without_contralateral``), a pair with
+    :data:`NO_CONTRALATERAL` that the worker scores alone.
 
     Raises ``ValueError`` when the instances belong to more than one StudyInstanceUID (group by
     study first) or when there are none.
@@ -217,7 +229,9 @@ def plan_study(
         winners.items(), key=lambda kv: (_VIEW_ORDER.get(kv[0][1], 99), kv[0][1], kv[0][0])
     ):
         other = winners.get((_OTHER_SIDE[side], view))
-        if other is None:
+        if other is None and score_unpaired:
+            pairs.append(Pair(uid, NO_CONTRALATERAL, side, view))
+        elif other is None:
             not_analyzed[uid] = f"no contralateral view (no {_OTHER_SIDE[side]} {view})"
         else:
             pairs.append(Pair(uid, other, side, view))

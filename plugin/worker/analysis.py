@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from brgan_core import __version__
+from brgan_core.card import WITHOUT_CONTRALATERAL_METRIC, may_score_without_contralateral
 from brgan_core.checkpoint import CheckpointError
 from brgan_core.errors import BrganCoreError
 from brgan_core.registry import Registry
@@ -84,6 +85,19 @@ def provenance_for(loaded: Any, settings: Settings) -> Provenance:
         manufacturer_model_name=settings.manufacturer_model_name,
         software_version=__version__,
         device_uid=settings.device_uid,
+    )
+
+
+_OTHER = {"L": "R", "R": "L"}
+
+
+def without_contralateral_caution(info: Any, ref: ImageRef) -> str:
+    """What every result object says about a target scored alone (issue 11 §4)."""
+    auc = info.metrics.get(WITHOUT_CONTRALATERAL_METRIC)
+    measured = f"{auc:.3f}" if isinstance(auc, int | float) else "n/a"
+    return (
+        f"no contralateral view available (no {_OTHER.get(ref.laterality, '?')} {ref.view}): "
+        f"scored from this image alone (the model's validation AUC so: {measured})"
     )
 
 
@@ -227,13 +241,31 @@ def run_task(
     analyzed: list[AnalyzedImage] = []
     not_analyzed: list[NotAnalyzed] = list(task.not_analyzed)
     threshold = loaded.info.threshold
+    alone_ok = may_score_without_contralateral(loaded.info)
     for pair in task.pairs:
-        target, contra = prepare(pair.target), prepare(pair.contralateral)
         ref = pair.target
-        if target is None or contra is None:
+        if pair.contralateral is None and not alone_ok:
+            # The plan was made for a model evaluated without contralaterals; this one was not.
+            not_analyzed.append(
+                NotAnalyzed(
+                    ref.sop_instance_uid,
+                    f"no contralateral view (no {_OTHER[ref.laterality]} {ref.view}; model "
+                    f"{loaded.version} was not evaluated without one)",
+                    ref.path,
+                    ref.laterality,
+                    ref.view,
+                )
+            )
+            continue
+        target = prepare(ref)
+        contra = None if pair.contralateral is None else prepare(pair.contralateral)
+        if target is None or (pair.contralateral is not None and contra is None):
             reason = failures.get(ref.sop_instance_uid) or (
                 "contralateral view could not be decoded: "
-                + failures.get(pair.contralateral.sop_instance_uid, "unknown reason")
+                + failures.get(
+                    pair.contralateral.sop_instance_uid if pair.contralateral else "",
+                    "unknown reason",
+                )
             )
             not_analyzed.append(
                 NotAnalyzed(ref.sop_instance_uid, reason, ref.path, ref.laterality, ref.view)
@@ -257,11 +289,15 @@ def run_task(
                 )
                 continue
             warnings = (f"analyzed although {reason}",)
+        if pair.contralateral is None:
+            warnings = (*warnings, without_contralateral_caution(loaded.info, ref))
         heatmap = out_dir / f"heatmap-{len(analyzed):02d}.png"
         _save_heatmap(score.cam_original, heatmap)
         image = ImageScore(
             sop_instance_uid=ref.sop_instance_uid,
-            contralateral_uid=pair.contralateral.sop_instance_uid,
+            contralateral_uid=(
+                None if pair.contralateral is None else pair.contralateral.sop_instance_uid
+            ),
             laterality=ref.laterality,
             view=ref.view,
             p_malignant=score.p_malignant,
