@@ -141,3 +141,30 @@ def test_result_uids_are_deterministic_and_distinct() -> None:
         result_uid("1.2.3", 1, "v3", "heatmap_sc", "1.1"),
     }
     assert a not in others and len(others) == 5 and all(len(u) <= 64 for u in others | {a})
+
+
+def test_a_target_scored_alone_is_schema_3_and_only_there() -> None:
+    """issue 11 §4: a pair without a contralateral travels as schema 3 (so a previous-release
+    worker refuses it by its schema instead of misreading it); a schema-2 payload with a null
+    contralateral is refused, naming the key; the score's contralateral_uid may be null but
+    must be present."""
+    from dataclasses import replace
+
+    from plugin.queue.contract import ImageScore
+
+    task = _task()
+    alone = replace(task, pairs=(TaskPair(task.pairs[0].target, None),))
+    data = json.loads(json.dumps(alone.to_json()))
+    assert data["schema"] == 3 and data["pairs"][0]["contralateral"] is None
+    again = StudyTask.from_json(data)
+    assert again.pairs == alone.pairs and set(again.images()) == {"1.1"}
+    assert _task().to_json()["schema"] == 2  # every pair has its contralateral
+    data["schema"] = 2
+    with pytest.raises(ContractError, match=r"contralateral.*must be dict"):
+        StudyTask.from_json(data)
+    image = ImageScore("1.1", None, "L", "CC", 0.4, False, None, None, warnings=("alone",))
+    assert ImageScore.from_json(json.loads(json.dumps(image.to_json())), "i") == image
+    payload = image.to_json()
+    del payload["contralateral_uid"]
+    with pytest.raises(ContractError, match="missing key 'contralateral_uid'"):
+        ImageScore.from_json(payload, "i")

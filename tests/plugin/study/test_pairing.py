@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from plugin.study.header import InstanceHeader
-from plugin.study.pairing import Pair, StudyPlan, plan_study
+from plugin.study.pairing import NO_CONTRALATERAL, Pair, StudyPlan, plan_study
 from tests.plugin.study.conftest import make_header
 
 
@@ -40,6 +40,22 @@ def test_missing_view_gives_no_contralateral_and_incomplete() -> None:
     assert not plan.complete
     assert len(plan.pairs) == 2
     assert plan.not_analyzed == {"1.9.L.MLO": "no contralateral view (no R MLO)"}
+
+
+def test_score_unpaired_plans_the_target_alone() -> None:
+    """A model whose card allows it (issue 11 §4): the unpaired target becomes a pair with no
+    contralateral, not a "not analyzed"; the other pairs and completeness are unchanged."""
+    headers = [h for h in four_views() if h.sop_instance_uid != "1.9.R.MLO"]
+    plan = plan_study(headers, score_unpaired=True)
+    assert not plan.complete and plan.not_analyzed == {}
+    assert Pair("1.9.L.MLO", NO_CONTRALATERAL, "L", "MLO") in plan.pairs
+    assert len(plan.pairs) == 3
+    assert StudyPlan.from_json(plan.to_json()).pairs == plan.pairs
+    assert plan.pairs_key() != plan_study(headers).pairs_key()
+    # unusable images stay not analyzed with their own reason
+    spot = make_header("R", "CC", sop_uid="1.9.R.CC.spot", modifiers=(("399055006", "SCT"),))
+    other = plan_study([*headers, spot], score_unpaired=True)
+    assert other.not_analyzed["1.9.R.CC.spot"].startswith("spot compression view")
 
 
 def test_unusable_contralateral_leaves_target_unpaired() -> None:

@@ -188,3 +188,59 @@ def test_a_passing_guard_changes_nothing(
     version, sha = make_tiny_registry(settings.registry_path, guard_threshold=1e9)
     result = analyze_study_payload(_payload(rows, version, sha), settings, task_id="g-pass")
     assert len(result["images"]) == 4 and not any(i["warnings"] for i in result["images"])
+
+
+def _without_r_mlo(rows: list[dict[str, str]], version: str, sha: str) -> tuple[dict, str]:
+    """The 4-view payload as if R MLO were missing: L MLO planned alone (schema 3)."""
+    from dataclasses import replace
+
+    from plugin.queue.contract import StudyTask, TaskPair
+
+    task = StudyTask.from_json(_payload(rows, version, sha))
+    r_mlo = next(
+        r["sop_instance_uid"] for r in rows if (r["laterality"], r["view"]) == ("R", "MLO")
+    )
+    pairs = tuple(
+        TaskPair(p.target, None) if p.contralateral.sop_instance_uid == r_mlo else p
+        for p in task.pairs
+        if p.target.sop_instance_uid != r_mlo
+    )
+    l_mlo = next(p.target.sop_instance_uid for p in pairs if p.contralateral is None)
+    return replace(task, pairs=pairs, schema=2).to_json(), l_mlo
+
+
+def test_a_target_alone_is_scored_only_by_a_model_evaluated_that_way(
+    study: tuple[Path, list[dict[str, str]]], tmp_path: Path
+) -> None:
+    """issue 11 §4: with a contralateral-branch model whose card has the metric, the target
+    planned alone is scored and every result object says no contralateral was available; with
+    any other model (the plan may predate an activation) it is not analyzed, with the reason."""
+    _, rows = study
+    allowed = load_settings(data_dir=tmp_path / "allowed")
+    version, sha = make_tiny_registry(
+        allowed.registry_path,
+        preset="brgan_bilateral",
+        metrics={"auc": 0.5, "val_auc_without_contralateral": 0.71},
+    )
+    payload, l_mlo = _without_r_mlo(rows, version, sha)
+    assert payload["schema"] == 3
+    result = analyze_study_payload(payload, allowed, task_id="alone-1")
+    by_uid = {i["sop_instance_uid"]: i for i in result["images"]}
+    assert len(by_uid) == 3 and result["not_analyzed"] == []
+    [caution] = by_uid[l_mlo]["warnings"]
+    assert caution.startswith("no contralateral view available (no R MLO)") and "0.710" in caution
+    assert by_uid[l_mlo]["contralateral_uid"] is None
+    assert all(not i["warnings"] for u, i in by_uid.items() if u != l_mlo)
+    files = {f["kind"]: pydicom.dcmread(f["path"]) for f in result["result_files"]}
+    for kind in ("tid1500_sr", "cad_sr"):
+        text = " ".join(str(e.value) for e in files[kind].iterall() if e.keyword == "TextValue")
+        assert "no contralateral view available" in text, kind
+
+    refused = load_settings(data_dir=tmp_path / "refused")
+    version, sha = make_tiny_registry(refused.registry_path)  # the paper's BR-GAN: no metric
+    payload, l_mlo = _without_r_mlo(rows, version, sha)
+    result = analyze_study_payload(payload, refused, task_id="alone-2")
+    assert l_mlo not in {i["sop_instance_uid"] for i in result["images"]}
+    [reason] = [n["reason"] for n in result["not_analyzed"] if n["sop_instance_uid"] == l_mlo]
+    assert reason.startswith("no contralateral view (no R MLO; model ")
+    assert reason.endswith("was not evaluated without one)")
