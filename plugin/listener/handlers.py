@@ -18,7 +18,8 @@ from pynetdicom.events import Event
 
 from plugin.errors import PluginError
 from plugin.index import Index
-from plugin.listener.receive import StoreLimits, receive_instance
+from plugin.listener import incoming
+from plugin.listener.receive import StoreLimits, receive_instance, refuse_unwritten
 from plugin.logging import get_logger
 from plugin.spool import Spool
 
@@ -124,6 +125,11 @@ def handle_store(
         chunked = event.dataset_path  # chunked receive: a complete temp file, else None
     except AttributeError:
         chunked = None
+    unwritten = incoming.failure(chunked) if chunked else None
+    if unwritten is not None:
+        outcome = refuse_unwritten(index, unwritten)
+        audit.counted(event.assoc, False, outcome.comment)
+        return outcome.as_dataset()
     source = Path(chunked) if chunked else event.encoded_dataset(include_meta=True)
     outcome = receive_instance(
         source, spool, index, limits, association_id=audit.association_id(event.assoc)

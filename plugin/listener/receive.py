@@ -100,6 +100,12 @@ def _classify(header: InstanceHeader) -> Classification:
         return Classification(None, None, False, f"classification failed ({type(exc).__name__})")
 
 
+def refuse_unwritten(index: Index, reason: str, *, sop_uid: str | None = None) -> StoreOutcome:
+    """0xA700 for a data set whose temporary file could not be written (a full spool disk,
+    :mod:`plugin.listener.incoming`): nothing was stored, the sender keeps it and retries."""
+    return _failed(index, StoreOutcome(OUT_OF_RESOURCES, reason, None, sop_uid), size=0)
+
+
 def receive_instance(
     source: Path | bytes,
     spool: Spool,

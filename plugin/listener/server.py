@@ -18,6 +18,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 from plugin.config import Settings
 from plugin.errors import PluginError
 from plugin.index import Index
+from plugin.listener import incoming
 from plugin.listener.contexts import (
     STORAGE_TRANSFER_SYNTAXES,
     VERIFICATION_SOP_CLASS,
@@ -116,6 +117,8 @@ class Listener:
         self.spool.ensure()
         # Process-wide in pynetdicom: every data set is streamed to a temp file (flat memory).
         _config.STORE_RECV_CHUNKED_DATASET = self.settings.chunked_receive
+        if self.settings.chunked_receive:
+            incoming.install()  # a full disk answers 0xA700 instead of killing the association
         if not self.settings.allowed_calling_aets:
             log.warning(
                 "calling_ae_whitelist_empty",
