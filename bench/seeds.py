@@ -298,7 +298,8 @@ def _curves_png(results: dict[str, dict[int, Any]], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4))
     colors = ["tab:blue", "tab:red", "tab:green", "tab:purple", "tab:orange", "tab:brown"]
-    for color, (row, per_seed) in zip(colors, results.items(), strict=False):
+    trained = {r: v for r, v in results.items() if not r.endswith(ALONE)}  # same curves
+    for color, (row, per_seed) in zip(colors, trained.items(), strict=False):
         for k, (_seed, r) in enumerate(sorted(per_seed.items())):
             epochs = [h["epoch"] for h in r["history"]]
             aucs = [h["val_auc"] for h in r["history"]]
@@ -392,7 +393,13 @@ def write_report(args: argparse.Namespace, tasks: list[tuple[str, int]]) -> dict
 
     if args.primary in results and args.primary != args.baseline:
         report["primary"] = contrast(args.primary)
-    secondary = {r: contrast(r) for r in results if r not in (args.baseline, args.primary)}
+    # The declared Holm family: trained rows only (a derived ":no-contralateral" row is the same
+    # models scored another way; it is reported with the decisions, outside the family).
+    secondary = {
+        r: contrast(r)
+        for r in results
+        if r not in (args.baseline, args.primary) and not r.endswith(ALONE)
+    }
     secondary = {r: c for r, c in secondary.items() if c is not None}
     if secondary:
         adjusted = holm({r: c["p_ttest"] for r, c in secondary.items()})
@@ -400,11 +407,13 @@ def write_report(args: argparse.Namespace, tasks: list[tuple[str, int]]) -> dict
             c["p_holm"] = adjusted[r]
     report["secondary"] = secondary
     report["decisions"] = {}
-    for item in filter(None, (args.decide or "").split(",")):
-        row, _, baseline = item.partition(":")
+    declared = list(filter(None, (args.decide or "").split(",")))
+    derived = [f"{r}:{r.removesuffix(ALONE)}" for r in results if r.endswith(ALONE)]
+    for item in [*declared, *derived]:
+        row, _, baseline = item.rpartition(":")  # a derived row's name holds a ":" itself
         found = contrast(row, baseline)
         if found is not None:
-            report["decisions"][item] = found
+            report["decisions"][item] = {**found, "declared": item in declared}
     report["protocol"] = {k: str(v) for k, v in vars(args).items() if k not in ("one", "report")}
     report["machine"] = machine_info(load=list(os.getloadavg()))
     args.out.mkdir(parents=True, exist_ok=True)
@@ -447,8 +456,10 @@ def _markdown(report: dict[str, Any]) -> str:
     for c in report.get("decisions", {}).values():
         lines += [
             "",
-            f"**Decision contrast {c['row']} − {c['baseline']}** ({c['n_seeds']} paired seeds, "
-            f"declared before the runs): mean Δ AUC {c['mean_diff']:+.4f} (per seed "
+            ("**Decision contrast" if c["declared"] else "**Descriptive contrast")
+            + f" {c['row']} − {c['baseline']}** ({c['n_seeds']} paired seeds, "
+            + ("declared before the runs" if c["declared"] else "not a declared test")
+            + f"): mean Δ AUC {c['mean_diff']:+.4f} (per seed "
             + ", ".join(f"{d:+.3f}" for d in c["diffs"])
             + f"); paired t p = {c['p_ttest']:.3g}; Wilcoxon p = {c['p_wilcoxon']:.3g}; "
             f"hierarchical 95% CI [{c['hierarchical_ci'][0]:+.4f}, "

@@ -19,6 +19,7 @@ contralateral view*.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 WITHOUT_CONTRALATERAL_METRIC = "val_auc_without_contralateral"
@@ -32,9 +33,17 @@ def uses_contralateral_at_inference(model_config: dict[str, Any]) -> bool:
     )
 
 
+def can_score_without_contralateral(model_config: dict[str, Any]) -> bool:
+    """The architecture can score a target alone (SBF and the paired generator cannot)."""
+    return model_config.get("bilateral") != "sbf" and not model_config.get("paired_generator")
+
+
 def may_score_without_contralateral(info: Any) -> bool:
-    """True only when the card says the model was evaluated on images without a contralateral."""
-    return info.metrics.get(WITHOUT_CONTRALATERAL_METRIC) is not None
+    """True only when the card says the model was evaluated on images without a contralateral
+    (a finite AUC) and its architecture can score one alone."""
+    auc = info.metrics.get(WITHOUT_CONTRALATERAL_METRIC)
+    measured = isinstance(auc, int | float) and not isinstance(auc, bool) and math.isfinite(auc)
+    return measured and can_score_without_contralateral(getattr(info, "model_config", {}) or {})
 
 
 def model_card(info: Any) -> dict[str, Any]:

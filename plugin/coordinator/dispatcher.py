@@ -38,6 +38,7 @@ from plugin.index.once import ErrorOnce
 
 if TYPE_CHECKING:
     from plugin.coordinator.outbox import Outbox
+from plugin.coordinator.unpaired import version_scores_unpaired
 from plugin.logging import get_logger
 from plugin.queue.app import make_celery, queue_depth, send_analyze_study, task_id_for
 from plugin.queue.contract import (
@@ -128,6 +129,22 @@ class Dispatcher:
             return
         instances = {row.sop_instance_uid: row for row in self.index.instances(study_uid)}
         missing = sorted(_planned_uids(pairs) - set(instances))
+        if (
+            not missing
+            and _has_unpaired(pairs)
+            and not version_scores_unpaired(self.registry, model_version)
+        ):
+            # Planned for a model that scores images alone; the one to run now may not (an
+            # activation or rollback in between): plan again under its rule.
+            self.index.transition(
+                study_uid,
+                StudyState.RECEIVING,
+                expected=StudyState.READY,
+                error=f"model {model_version} does not score images without a contralateral; "
+                "re-planned",
+            )
+            log.warning("study_replanned", study_uid=study_uid, why="model_rule_changed")
+            return
         if missing:
             # An image of the plan arrived again under another study (the latest arrival
             # wins) after the plan was made: plan the study again instead of failing.
@@ -401,6 +418,10 @@ class Dispatcher:
             exam=summary.exam,
             total_s=summary.timings.get("total_s"),
         )
+
+
+def _has_unpaired(pairs: list[PairRow]) -> bool:
+    return any(p.contralateral_uid == NO_CONTRALATERAL for p in pairs)
 
 
 def _planned_uids(pairs: list[PairRow]) -> set[str]:

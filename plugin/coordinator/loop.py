@@ -210,14 +210,14 @@ class Coordinator:
         else:
             self.errors.clear("coordinator", step, study_uid)
 
-    def _plan(self, study: StudyRow) -> tuple[StudyPlan, float]:
+    def _plan(self, study: StudyRow, unpaired: bool | None = None) -> tuple[StudyPlan, float]:
+        """The study's plan now; ``unpaired``: plan with that rule instead of asking the model's
+        card (an unreadable registry raises: the step is retried next pass, never planned
+        with a guess)."""
         rows = self.index.instances(study.study_uid)
         headers = [InstanceHeader.from_json(json.loads(r.header_json)) for r in rows]
-        try:
+        if unpaired is None:
             unpaired = bool(self.score_unpaired())
-        except Exception as exc:  # an unreadable registry: plan as for any other model
-            log.warning("score_unpaired_unknown", error=type(exc).__name__)
-            unpaired = False
         return plan_study(headers, score_unpaired=unpaired), max(r.received_at for r in rows)
 
     def _record(self, study: StudyRow, plan: StudyPlan, as_of: float) -> StudyRow:
@@ -302,7 +302,10 @@ class Coordinator:
                 self._announced.discard((study.study_uid, study.version))
                 self._close_emptied(study)
             return  # a finished study keeps its plan and results as history
-        plan, as_of = self._plan(study)
+        # Compared under the rule the recorded plan was made with: a model switched since then
+        # must not turn a late SR or spot view into a new version.
+        recorded = json.loads(study.plan_json) if study.plan_json else {}
+        plan, as_of = self._plan(study, bool(recorded.get("score_unpaired", False)))
         if not needs_new_version(study.pairs_key, plan):
             self.index.update_plan_json(
                 study.study_uid, json.dumps(plan.to_json(), sort_keys=True), as_of

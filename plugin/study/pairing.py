@@ -77,6 +77,9 @@ class StudyPlan:
     not_analyzed: dict[str, str]
     complete: bool
     classifications: dict[str, Classification] = field(default_factory=dict)
+    #: Planned for a model that may score an image without a contralateral (kept, so that a
+    #: late SR re-planned after a model switch is compared with the same rule).
+    score_unpaired: bool = False
 
     def pairs_key(self) -> str:
         """A stable SHA-256 of the pairs (order-independent): equal keys mean the same pairs."""
@@ -97,6 +100,7 @@ class StudyPlan:
             "complete": self.complete,
             "classifications": {k: c.to_json() for k, c in self.classifications.items()},
             "pairs_key": self.pairs_key(),
+            "score_unpaired": self.score_unpaired,
         }
 
     @classmethod
@@ -106,6 +110,7 @@ class StudyPlan:
             pairs=tuple(Pair.from_json(p) for p in data.get("pairs", ())),
             not_analyzed={str(k): str(v) for k, v in data.get("not_analyzed", {}).items()},
             complete=bool(data.get("complete")),
+            score_unpaired=bool(data.get("score_unpaired", False)),
             classifications={
                 str(k): Classification.from_json(v)
                 for k, v in data.get("classifications", {}).items()
@@ -243,6 +248,7 @@ def plan_study(
         not_analyzed=dict(sorted(not_analyzed.items())),
         complete=complete,
         classifications=classifications,
+        score_unpaired=score_unpaired,
     )
 
 

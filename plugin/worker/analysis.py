@@ -15,6 +15,7 @@ stateless: it never opens the index.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -91,13 +92,19 @@ def provenance_for(loaded: Any, settings: Settings) -> Provenance:
 _OTHER = {"L": "R", "R": "L"}
 
 
-def without_contralateral_caution(info: Any, ref: ImageRef) -> str:
-    """What every result object says about a target scored alone (issue 11 §4)."""
-    auc = info.metrics.get(WITHOUT_CONTRALATERAL_METRIC)
-    measured = f"{auc:.3f}" if isinstance(auc, int | float) else "n/a"
+def without_contralateral_caution(info: Any, why: str) -> str:
+    """What every result object says about a target scored alone (issue 11 §4): why, and how
+    the model did on validation images scored so (AUC; sensitivity at its threshold, which was
+    fitted with contralaterals)."""
+    metrics = info.metrics
+    auc = metrics.get(WITHOUT_CONTRALATERAL_METRIC)
+    sensitivity = metrics.get("val_sensitivity_without_contralateral")
+    measured = f"validation AUC {auc:.3f}" if isinstance(auc, int | float) else "not measured"
+    if isinstance(sensitivity, int | float):
+        measured += f", sensitivity {100 * sensitivity:.0f} % at the threshold"
     return (
-        f"no contralateral view available (no {_OTHER.get(ref.laterality, '?')} {ref.view}): "
-        f"scored from this image alone (the model's validation AUC so: {measured})"
+        f"no contralateral view available ({why}): scored from this image alone "
+        f"(images scored so: {measured})"
     )
 
 
@@ -259,7 +266,12 @@ def run_task(
             continue
         target = prepare(ref)
         contra = None if pair.contralateral is None else prepare(pair.contralateral)
-        if target is None or (pair.contralateral is not None and contra is None):
+        alone_why: str | None = None
+        if pair.contralateral is None:
+            alone_why = f"no {_OTHER.get(ref.laterality, '?')} {ref.view} in the study"
+        elif target is not None and contra is None and alone_ok:
+            alone_why = f"the {_OTHER.get(ref.laterality, '?')} {ref.view} could not be decoded"
+        if target is None or (contra is None and alone_why is None):
             reason = failures.get(ref.sop_instance_uid) or (
                 "contralateral view could not be decoded: "
                 + failures.get(
@@ -272,7 +284,7 @@ def run_task(
             )
             continue
         t0 = time.perf_counter()
-        score = score_pair(loaded, target, contra)
+        score = score_pair(loaded, target, None if alone_why else contra)
         timings["predict_s"] += time.perf_counter() - t0
         warnings: tuple[str, ...] = ()
         guard = getattr(loaded, "guard", None)
@@ -289,14 +301,16 @@ def run_task(
                 )
                 continue
             warnings = (f"analyzed although {reason}",)
-        if pair.contralateral is None:
-            warnings = (*warnings, without_contralateral_caution(loaded.info, ref))
+        if alone_why is not None:
+            warnings = (*warnings, without_contralateral_caution(loaded.info, alone_why))
         heatmap = out_dir / f"heatmap-{len(analyzed):02d}.png"
         _save_heatmap(score.cam_original, heatmap)
         image = ImageScore(
             sop_instance_uid=ref.sop_instance_uid,
             contralateral_uid=(
-                None if pair.contralateral is None else pair.contralateral.sop_instance_uid
+                None
+                if alone_why or pair.contralateral is None
+                else pair.contralateral.sop_instance_uid
             ),
             laterality=ref.laterality,
             view=ref.view,
@@ -309,6 +323,9 @@ def run_task(
         )
         analyzed.append(AnalyzedImage(image, score.cam_original, Path(ref.path)))
     scores = [a.score for a in analyzed]
+    if provenance.uses_contralateral and not any(s.contralateral_uid for s in scores):
+        # every image of this study was scored alone: its objects must not say otherwise
+        provenance = dataclasses.replace(provenance, uses_contralateral=False)
     breasts, exam = aggregate(scores)
     sources = {uid: Path(ref.path) for uid, ref in task.images().items()}
     sources.update({n.sop_instance_uid: Path(n.path) for n in not_analyzed if n.path})

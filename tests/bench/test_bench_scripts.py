@@ -173,7 +173,9 @@ def test_seeds_trains_rows_by_seed_and_reports_the_paired_contrast(tmp_path: Pat
     )
     decision = report["decisions"]["brgan_bilateral:sbf"]
     assert decision["baseline"] == "sbf" and decision["n_seeds"] == 2
-    assert set(report["secondary"]) == {"brgan_bilateral", alone}  # each vs vanilla, Holm
+    assert set(report["secondary"]) == {"brgan_bilateral"}  # the Holm family: trained rows
+    derived = report["decisions"][f"{alone}:brgan_bilateral"]  # with vs without, descriptive
+    assert derived["declared"] is False and decision["declared"] is True
     for row in ("vanilla", "sbf"):
         for seed in (0, 1):
             result = json.loads((out / "runs" / row / f"seed-{seed}" / "eval.json").read_text())
@@ -188,3 +190,4 @@ def test_seeds_trains_rows_by_seed_and_reports_the_paired_contrast(tmp_path: Pat
     markdown = (out / "seeds.md").read_text()
     assert "Primary contrast, sbf − baseline over 2 paired seeds" in markdown
     assert "Decision contrast brgan_bilateral − sbf" in markdown
+    assert f"Descriptive contrast {alone} − brgan_bilateral" in markdown

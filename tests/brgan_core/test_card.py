@@ -25,6 +25,18 @@ def test_only_a_model_evaluated_without_contralateral_may_score_such_images() ->
     evaluated = _info("brgan", metrics={"val_auc_without_contralateral": 0.71})
     assert may_score_without_contralateral(evaluated)
     assert model_card(evaluated)["evaluated_without_contralateral"] == 0.71
+    bilateral = _info("brgan_bilateral", metrics={"val_auc_without_contralateral": 0.7})
+    assert may_score_without_contralateral(bilateral)
+    assert model_card(bilateral)["uses_contralateral_at_inference"] is True
+    # an architecture that cannot score alone, or a metric that is not a number, never may
+    for preset in ("sbf", "brgan_paired"):
+        assert not may_score_without_contralateral(
+            _info(preset, metrics={"val_auc_without_contralateral": 0.9})
+        )
+    for bad in (float("nan"), None, "0.8", True):
+        assert not may_score_without_contralateral(
+            _info("brgan_bilateral", metrics={"val_auc_without_contralateral": bad})
+        )
 
 
 def test_real_data_model_is_not_labelled_demo_and_guard_is_summarized() -> None:

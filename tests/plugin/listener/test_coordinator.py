@@ -82,6 +82,78 @@ def test_late_instances_new_version_only_when_pairs_change(service: Service) -> 
     assert len(service.index.pairs(uid, 1)) == 4
 
 
+def test_a_model_switch_does_not_reopen_a_study_for_a_late_sr(service: Service) -> None:
+    """A 3-view study planned for a model that scores images alone (L MLO alone); the model
+    changes to one that may not; a late SR is recorded under the rule the plan was made with,
+    not turned into a new version. A real change (the missing R MLO arrives) still is."""
+    ready: list = []
+    rule = {"alone": True}
+    coordinator = Coordinator(
+        service.index,
+        service.spool,
+        CoordinatorTiming(complete_grace=0.0, stable_age=0.0, retention_days=7.0),
+        on_study_ready=lambda uid, version: ready.append((uid, version)),
+        score_unpaired=lambda: rule["alone"],
+    )
+    study = four_view_study()
+    uid = study[0].StudyInstanceUID
+    r_mlo = next(ds for ds in study if (ds.ImageLaterality, ds.ViewPosition) == ("R", "MLO"))
+    store(service.port, [ds for ds in study if ds is not r_mlo])
+    coordinator.run_once()
+    pairs = service.index.pairs(uid)
+    assert len(pairs) == 3 and sum(p.contralateral_uid == "" for p in pairs) == 1
+    assert json.loads(service.index.get_study(uid).plan_json)["score_unpaired"] is True
+    for state in (S.QUEUED, S.DONE):
+        service.index.transition(uid, state)
+    rule["alone"] = False  # e.g. a rollback to the paper's BR-GAN
+    store(service.port, [text_sr(uid)])
+    coordinator.run_once()
+    row = service.index.get_study(uid)
+    assert row.state == S.DONE and row.version == 1
+    store(service.port, [r_mlo])
+    coordinator.run_once()
+    coordinator.run_once()
+    row = service.index.get_study(uid)
+    assert row.version == 2 and len(service.index.pairs(uid, 2)) == 4
+    assert json.loads(row.plan_json)["score_unpaired"] is False
+
+
+def test_the_dispatcher_replans_when_the_model_to_run_may_not_score_alone(
+    service: Service,
+) -> None:
+    """Planned with L MLO alone, but the active model (the paper's BR-GAN, no
+    ``val_auc_without_contralateral``) may not score it: the dispatcher sends the study back to
+    be planned under that model's rule before queueing anything (no broker is reached)."""
+    from plugin.coordinator.dispatcher import Dispatcher
+    from tests.helpers import make_tiny_registry
+
+    make_tiny_registry(service.settings.registry_path)
+    ready: list = []
+    rule = {"alone": True}
+    coordinator = Coordinator(
+        service.index,
+        service.spool,
+        CoordinatorTiming(complete_grace=0.0, stable_age=0.0, retention_days=7.0),
+        on_study_ready=lambda uid, version: ready.append((uid, version)),
+        score_unpaired=lambda: rule["alone"],
+    )
+    study = [
+        ds for ds in four_view_study() if (ds.ImageLaterality, ds.ViewPosition) != ("R", "MLO")
+    ]
+    uid = study[0].StudyInstanceUID
+    store(service.port, study)
+    coordinator.run_once()
+    assert service.index.get_study(uid).state == S.READY
+    Dispatcher(service.settings, service.index).on_study_ready(uid, 1)
+    row = service.index.get_study(uid)
+    assert row.state == S.RECEIVING and "re-planned" in (row.error or "")
+    rule["alone"] = False  # what the coordinator's registry question answers for this model
+    coordinator.run_once()
+    row = service.index.get_study(uid)
+    assert row.state == S.READY and len(service.index.pairs(uid)) == 2
+    assert json.loads(row.plan_json)["not_analyzed"]  # L MLO: no contralateral view
+
+
 def test_restart_recovery(service_factory, tmp_path: Path) -> None:
     first = service_factory(coordinator=True, complete_grace=3600.0, stable_age=3600.0)
     study = four_view_study()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -228,13 +229,31 @@ def test_a_target_alone_is_scored_only_by_a_model_evaluated_that_way(
     by_uid = {i["sop_instance_uid"]: i for i in result["images"]}
     assert len(by_uid) == 3 and result["not_analyzed"] == []
     [caution] = by_uid[l_mlo]["warnings"]
-    assert caution.startswith("no contralateral view available (no R MLO)") and "0.710" in caution
+    assert caution.startswith("no contralateral view available (no R MLO in the study)")
+    assert "validation AUC 0.710" in caution
     assert by_uid[l_mlo]["contralateral_uid"] is None
     assert all(not i["warnings"] for u, i in by_uid.items() if u != l_mlo)
     files = {f["kind"]: pydicom.dcmread(f["path"]) for f in result["result_files"]}
     for kind in ("tid1500_sr", "cad_sr"):
         text = " ".join(str(e.value) for e in files[kind].iterall() if e.keyword == "TextValue")
         assert "no contralateral view available" in text, kind
+
+    # a contralateral that cannot be decoded: scored alone too, saying why
+    from plugin.queue.contract import ImageRef, StudyTask, TaskPair
+
+    broken = tmp_path / "broken.dcm"
+    broken.write_bytes(b"not a DICOM file")
+    task = StudyTask.from_json(payload)
+    first = task.pairs[0]
+    bad = ImageRef(
+        first.contralateral.sop_instance_uid, str(broken), first.contralateral.laterality,
+        first.contralateral.view,
+    )  # fmt: skip
+    payload2 = dataclasses.replace(task, pairs=(TaskPair(first.target, bad),)).to_json()
+    again = analyze_study_payload(payload2, allowed, task_id="alone-3")
+    [image] = again["images"]
+    assert image["contralateral_uid"] is None
+    assert "could not be decoded): scored from this image alone" in image["warnings"][0]
 
     refused = load_settings(data_dir=tmp_path / "refused")
     version, sha = make_tiny_registry(refused.registry_path)  # the paper's BR-GAN: no metric
