@@ -326,6 +326,45 @@ def test_k8s_environment_names_real_settings_and_loads(
         assert settings.broker_url is not None, f"{where} runs without the broker (embedded)"
 
 
+def test_probes_and_scrapes_reach_the_endpoints_the_settings_open(
+    clean_env: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Every brgan container declares the metrics port its settings open, on an address the
+    kubelet and Prometheus reach; its liveness probe is /healthz there; the worker's readiness
+    is /readyz; the listener stays ready while Redis is down (readiness on the DICOM port)."""
+    for where, spec, container in brgan_containers():
+        with monkeypatch.context() as patch:
+            for name, value in container_env(container).items():
+                if name == "BRGAN_CONFIG":
+                    value = str(configmap_file(spec, container, value, tmp_path))
+                if name.startswith("BRGAN_"):
+                    patch.setenv(name, value)
+            settings = load_settings()
+        worker = brgan_argv(container)[0] == "worker"
+        port = settings.worker_metrics_port if worker else settings.metrics_port
+        assert settings.metrics_host == "0.0.0.0", f"{where}: metrics only on the pod's loopback"
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert ports["metrics"] == port, where
+        live = container["livenessProbe"]["httpGet"]
+        assert (live["path"], live["port"]) == ("/healthz", "metrics"), where
+        ready = container["readinessProbe"]
+        if worker:
+            assert ready["httpGet"] == {"path": "/readyz", "port": "metrics"}, where
+        else:
+            assert ready["tcpSocket"] == {"port": "dicom"}, where
+        deployment = find("Deployment", where.split(" ")[1].split("/")[0])
+        notes = deployment["spec"]["template"]["metadata"]["annotations"]
+        assert notes["prometheus.io/port"] == str(port), where
+    services = compose()["services"]
+    for name, port, path in (
+        ("brgan-listener", 9101, "/healthz"),
+        ("brgan-worker", 9102, "/readyz"),
+    ):
+        env = services[name]["environment"]
+        assert env["BRGAN_METRICS_HOST"] == "0.0.0.0", name
+        assert f"127.0.0.1:{port}{path}" in " ".join(services[name]["healthcheck"]["test"]), name
+
+
 def configmap_file(spec: Doc, container: Doc, target: str, tmp_path: Path) -> Path:
     """A copy of the ConfigMap key mounted at ``target`` in this container."""
     volumes = {v["name"]: v for v in spec["volumes"]}
