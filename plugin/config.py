@@ -154,6 +154,12 @@ class Settings(BaseSettings):
         description="A started task whose heartbeat is older than this is taken for lost with "
         "its worker (SIGKILL, OOM, power) and re-sent under the same id.",
     )
+    disk_full_retry: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds before a study whose analysis stopped on a full results disk is "
+        "sent again (it is retried until space returns; `brgan status` shows why it waits).",
+    )
     requeue_after: float = Field(
         default=900.0,
         ge=0,

@@ -42,6 +42,7 @@ from plugin.coordinator.unpaired import version_scores_unpaired
 from plugin.logging import get_logger
 from plugin.queue.app import make_celery, queue_depth, send_analyze_study, task_id_for
 from plugin.queue.contract import (
+    RESULTS_DISK_FULL,
     ContractError,
     ImageRef,
     ModelRef,
@@ -110,6 +111,8 @@ class Dispatcher:
         self._queued_at: dict[str, float] = {}
         self._started_seen: dict[str, float] = {}  # first time a task was seen started
         self._requeued_at: dict[str, float] = {}
+        #: study uid → clock time before which it is not sent again (a full results disk)
+        self._retry_at: dict[str, float] = {}
         self.errors = ErrorOnce(index)
 
     # -- coordinator hooks ----------------------------------------------------------------
@@ -118,6 +121,9 @@ class Dispatcher:
         study = self.index.get_study(study_uid)
         if study is None or study.state != StudyState.READY or study.version != version:
             return
+        if self._retry_at.get(study_uid, 0.0) > self.clock():
+            return  # waiting for space on the results disk; reconcile asks again
+        self._retry_at.pop(study_uid, None)
         pairs = self.index.pairs(study_uid, version)
         if not pairs and not self._report_without_pairs(study):
             self._close_not_analyzed(study)
@@ -280,7 +286,21 @@ class Dispatcher:
         result = self.app.AsyncResult(study.task_id)
         state = result.state
         if state == "SUCCESS":
+            self.errors.clear("worker", "disk_full", study.study_uid)
             self._record(study, result.result)
+        elif state == "FAILURE" and RESULTS_DISK_FULL in str(result.result):
+            # Not the study's fault: wait for space, then send it again (nothing was kept of
+            # the attempt; the stale FAILURE is forgotten so the next run's state is read).
+            message = _short(result.result)
+            result.forget()
+            self._retry_at[study.study_uid] = self.clock() + self.settings.disk_full_retry
+            self.index.transition(
+                study.study_uid,
+                StudyState.READY,
+                error=f"{message}; next try in {self.settings.disk_full_retry:.0f} s",
+            )
+            self.errors.report("worker", "disk_full", message, study_uid=study.study_uid)
+            log.warning("results_disk_full_retry", study_uid=study.study_uid)
         elif state in ("FAILURE", "REVOKED"):
             error = f"analysis task failed: {_short(result.result)}"
             self.index.transition(study.study_uid, StudyState.FAILED, error=error)

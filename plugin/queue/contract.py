@@ -32,6 +32,9 @@ SUMMARY_SCHEMA = 2
 ACCEPTED_TASK_SCHEMAS = frozenset({1, 2, 3})
 
 RESEARCH_LABEL = "FOR RESEARCH USE ONLY"
+#: The first words of the error of a task stopped by a full results disk (the worker raises it,
+#: the coordinator sends such a study again after ``disk_full_retry`` instead of failing it).
+RESULTS_DISK_FULL = "results disk full"
 DEMO_LABEL = "DEMO MODEL - synthetic training data, not for clinical use"
 
 

@@ -16,6 +16,8 @@ stateless: it never opens the index.
 from __future__ import annotations
 
 import dataclasses
+import errno
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -29,8 +31,10 @@ from brgan_core.errors import BrganCoreError
 from brgan_core.registry import Registry
 from plugin import metrics
 from plugin.config import Settings
+from plugin.errors import PluginError
 from plugin.logging import get_logger
 from plugin.queue.contract import (
+    RESULTS_DISK_FULL,
     ContractError,
     ImageRef,
     ImageScore,
@@ -46,6 +50,13 @@ log = get_logger(__name__)
 
 class PayloadError(ContractError):
     """The task payload is malformed (names the missing or wrong key)."""
+
+
+_DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+class ResultsDiskFullError(PluginError):
+    """Writing heatmaps or result objects failed for want of space (ENOSPC/EDQUOT)."""
 
 
 def get_model(settings: Settings, version: str, sha256: str) -> Any:
@@ -202,7 +213,18 @@ def analyze_study_payload(
         raise PayloadError(f"analyze_study payload: {exc}") from exc
     loaded = get_model(settings, task.model.version, task.model.sha256)
     out_dir = settings.results_path / (task_id or f"untracked-{task.study_version}")
-    return run_task(task, loaded, settings, out_dir, task_id, started=started).to_json()
+    try:
+        return run_task(task, loaded, settings, out_dir, task_id, started=started).to_json()
+    except OSError as exc:
+        if exc.errno not in _DISK_FULL_ERRNOS:
+            raise
+        # Nothing half-written stays (the outbox never sees a partial set); the coordinator
+        # sends the study again once ``disk_full_retry`` has passed.
+        shutil.rmtree(out_dir, ignore_errors=True)
+        raise ResultsDiskFullError(
+            f"{RESULTS_DISK_FULL}: {exc.strerror} under {settings.results_path}; the study "
+            "is retried"
+        ) from None
 
 
 def run_task(

@@ -37,11 +37,14 @@ TMPFS_MB = 4
 
 
 @pytest.fixture
-def small_fs(tmp_path: Path) -> Iterator[Path]:
-    mount = tmp_path / "spool-fs"
+def small_fs(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Path]:
+    """A tmpfs of ``TMPFS_MB`` MiB (or the test's ``tmpfs_mb`` marker argument)."""
+    marker = request.node.get_closest_marker("tmpfs_mb")
+    size = marker.args[0] if marker else TMPFS_MB
+    mount = tmp_path / "small-fs"
     mount.mkdir()
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={TMPFS_MB}m,mode=0700", "tmpfs", str(mount)],
+        ["mount", "-t", "tmpfs", "-o", f"size={size}m,mode=0700", "tmpfs", str(mount)],
         capture_output=True,
         text=True,
     )
@@ -106,6 +109,60 @@ def test_spool_full_refuses_with_a700_stays_up_and_resumes(tmp_path: Path, small
         version = index.get_study(study_uid).version
         scores = [json.loads(p.score_json) for p in index.pairs(study_uid, version)]
         assert len(scores) == 4 and all(s["status"] == "analyzed" for s in scores)
+    finally:
+        if index is not None:
+            index.close()
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=60)
+        (tmp_path / "serve.err").write_text(err)
+    assert proc.returncode == 0, err[-3000:]
+
+
+@pytest.mark.tmpfs_mb(48)  # a study's result objects: ~15 MB (four RGB heatmap SCs)
+def test_results_disk_full_waits_and_retries_until_space_returns(
+    tmp_path: Path, small_fs: Path
+) -> None:
+    """The results folder on a nearly full tmpfs: the analysis stops on ENOSPC, leaves no
+    half-written result folder, the study is not failed but waits (the reason recorded for
+    `brgan status`) and is sent again every ``disk_full_retry``; once space returns it is done
+    with every result object (each attempt removes what it wrote: the worker's rmtree on
+    ENOSPC, so the outbox never sees a partial set)."""
+
+    rows = write_synth_studies(tmp_path / "synth", patients=1, seed=59)
+    data = tmp_path / "data"
+    make_tiny_registry(data / "models")
+    results = small_fs / "results"
+    proc, port = start_embedded_serve(
+        data, results_dir=str(results), disk_full_retry="1", min_free_disk_mb="0"
+    )
+    index = None
+    try:
+        results.mkdir(exist_ok=True)
+        filler = _fill(small_fs, leave=16 * 1024)  # not even one heatmap fits
+        statuses = [int(s.Status) for s in store(port, [Path(r["path"]) for r in rows])]
+        assert statuses == [SUCCESS] * 4
+        index = SqliteIndex(data / "index.sqlite3", readonly=True)
+        study_uid = rows[0]["study_uid"]
+
+        def disk_full_recorded() -> bool:
+            return any("results disk full" in e.message for e in index.errors(20))
+
+        wait_until(disk_full_recorded, timeout=120)
+        study = index.get_study(study_uid)
+        assert study.state != StudyState.FAILED, study.error
+        assert not json.loads(study.result_json or "{}").get("result_files")  # nothing recorded
+
+        filler.unlink()
+        wait_until(
+            lambda: (s := index.get_study(study_uid)) is not None and s.state == StudyState.DONE,
+            timeout=120,
+        )
+        result = json.loads(index.get_study(study_uid).result_json)
+        kinds = sorted(f["kind"] for f in result["result_files"])
+        assert kinds.count("heatmap_sc") == 4 and {"tid1500_sr", "cad_sr", "summary_sc"} <= set(
+            kinds
+        )
+        assert all(Path(f["path"]).stat().st_size > 0 for f in result["result_files"])
     finally:
         if index is not None:
             index.close()
