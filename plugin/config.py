@@ -154,6 +154,13 @@ class Settings(BaseSettings):
         description="A started task whose heartbeat is older than this is taken for lost with "
         "its worker (SIGKILL, OOM, power) and re-sent under the same id.",
     )
+    index_busy_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds a write to the index waits for a lock held by another process "
+        "(an admin's sqlite3 session, a backup) before the instance is refused 0xA700; the file "
+        "is already in the spool and the sender retries.",
+    )
     disk_full_retry: float = Field(
         default=60.0,
         gt=0,

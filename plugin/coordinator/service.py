@@ -76,7 +76,7 @@ def run_service(
     """
     spool = Spool(settings.spool_path)
     spool.ensure()
-    index = SqliteIndex(settings.index_path)
+    index = SqliteIndex(settings.index_path, timeout=settings.index_busy_timeout)
     outbox = make_outbox(settings, index)
     endpoint = metrics.serve_coordinator(settings, index)  # /healthz from here on
     try:
