@@ -53,7 +53,9 @@ def worker(
     from brgan_core.inference import pick_device
     from plugin.logging import configure_logging
     from plugin.queue.app import GPU_QUEUE, make_celery
+    from plugin.queue.embedded import die_with_parent
 
+    die_with_parent()  # the embedded worker of `brgan serve` ends with it, even on SIGKILL
     settings = state(ctx).settings()
     device = pick_device(settings.device)  # refuse now, not at the first study, if no GPU
     from plugin.fsutil import restrict_umask

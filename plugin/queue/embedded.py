@@ -9,6 +9,7 @@ restarted with back-off if it dies, and stopped with the service.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -20,10 +21,32 @@ from plugin.logging import get_logger
 log = get_logger(__name__)
 
 
+#: Set for the embedded worker child: the pid of the `brgan serve` that started it.
+PARENT_ENV = "BRGAN_EMBEDDED_PARENT"
+
+
+def die_with_parent() -> None:
+    """In the embedded worker: get SIGTERM when the `brgan serve` that started it dies, even by
+    SIGKILL (Linux ``PR_SET_PDEATHSIG``), so a restarted service never finds an orphaned worker
+    of the previous one on its queue. Exits at once if that parent is already gone."""
+    parent = os.environ.get(PARENT_ENV)
+    if not parent or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() != int(parent):  # the parent died before prctl took effect
+        raise SystemExit("brgan serve that started this embedded worker is gone")
+
+
 class EmbeddedWorker:
     """Supervise one ``brgan worker --pool solo`` child process."""
 
     def __init__(self, config_file: Path | None = None, log_file: Path | None = None) -> None:
+        # (a `brgan serve` killed with SIGKILL takes its worker along: die_with_parent)
         self.config_file = config_file
         self.log_file = log_file
         self._proc: subprocess.Popen[bytes] | None = None
@@ -39,10 +62,9 @@ class EmbeddedWorker:
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
+        env = {**os.environ, PARENT_ENV: str(os.getpid())}
         try:
-            proc = subprocess.Popen(
-                self.command(), env=dict(os.environ), stdout=out, stderr=subprocess.STDOUT
-            )
+            proc = subprocess.Popen(self.command(), env=env, stdout=out, stderr=subprocess.STDOUT)
         finally:
             if self.log_file:
                 out.close()  # type: ignore[union-attr]
