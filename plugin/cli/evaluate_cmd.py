@@ -9,9 +9,12 @@ evaluation code are imported inside the command, so ``brgan --help`` stays fast.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from brgan_core.promotion import EvaluationRecord
 
 HELP = "\n\n".join(
     [
@@ -61,6 +64,7 @@ def _ratios(text: str | None) -> tuple[float, float, float] | None:
 
 
 def evaluate(
+    ctx: typer.Context,
     checkpoint: Annotated[
         Path, typer.Argument(help="Checkpoint to evaluate (e.g. runs/brgan/best.safetensors).")
     ],
@@ -69,7 +73,12 @@ def evaluate(
     ],
     compare: Annotated[
         Path | None,
-        typer.Option("--compare", help="A second checkpoint: same images, DeLong test."),
+        typer.Option(
+            "--compare",
+            help="A second checkpoint: same images, DeLong test. 'active': the registry's "
+            "active model, and the comparison is stored as the evidence `brgan models "
+            "activate` reads.",
+        ),
     ] = None,
     kind: Annotated[
         str, typer.Option("--kind", help="manifest | inbreast | cbis-ddsm | vindr.")
@@ -138,6 +147,13 @@ def evaluate(
     from brgan_core.training import select_device
 
     info = read_info(checkpoint)
+    registry = None
+    if compare is not None and str(compare) == "active" and not compare.exists():
+        from brgan_core.registry import Registry
+        from plugin.cli.context import state
+
+        registry = Registry(state(ctx).settings().registry_path)
+        _, compare = registry.resolve()  # the active version's file, its hash verified
     if compare is not None:
         read_info(compare)
     settings = run_split_settings(checkpoint) or SplitSettings()
@@ -218,6 +234,7 @@ def evaluate(
     if result.delong is not None:
         console.print(f"DeLong p = {result.delong.p:.4g}", markup=False)
     console.print(f"report: {files['report']}", markup=False)
+    calibrated_sha: str | None = None
     if calibrated_out is not None:
         first = result.models[0]
         assert first.calibration is not None and first.val_auc is not None
@@ -229,6 +246,48 @@ def evaluate(
             f"register it with `brgan models register {written.path}`",
             markup=False,
         )
+        calibrated_sha = written.sha256
+    if registry is not None:
+        from brgan_core.promotion import save_record
+
+        record = _evidence(result, chosen.test, data, n_boot, calibrated_sha)
+        paths = save_record(registry.root, record)
+        console.print(
+            f"evidence for `brgan models activate`: {record.summary()} ({paths[0]})",
+            markup=False,
+        )
+
+
+def _evidence(
+    result: Any, test_pairs: Any, data: Path, n_boot: int, calibrated_sha: str | None
+) -> EvaluationRecord:
+    """The candidate (first model) against the active one (second) on the same test images."""
+    from brgan_core.promotion import EvaluationRecord, paired_patient_bootstrap
+
+    candidate, reference = result.models
+    patients = [p.patient_id for p in test_pairs]
+    delta, low, high = paired_patient_bootstrap(
+        candidate.test.labels,
+        reference.test.malignancy_logit,
+        candidate.test.malignancy_logit,
+        patients,
+        n_boot=n_boot,
+    )
+    return EvaluationRecord(
+        candidate_sha256=(candidate.sha256, *([calibrated_sha] if calibrated_sha else [])),
+        reference_sha256=reference.sha256,
+        candidate_auc=candidate.auc.auc,
+        reference_auc=reference.auc.auc,
+        delta_auc=delta,
+        delta_ci=(low, high),
+        delong_p=None if result.delong is None else float(result.delong.p),
+        n_images=len(patients),
+        n_patients=len(set(patients)),
+        candidate_ece=candidate.ece_after,
+        reference_ece=reference.ece_after,
+        data=str(data),
+        n_boot=n_boot,
+    )
 
 
 evaluate.__doc__ = HELP

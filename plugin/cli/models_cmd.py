@@ -81,11 +81,33 @@ def list_versions(ctx: typer.Context) -> None:
         typer.echo("demo = research-only model trained on synthetic data; not for clinical use")
 
 
+Force = Annotated[
+    bool,
+    typer.Option(
+        "--force", help="Activate although the evidence is missing or worse (needs --reason)."
+    ),
+]
+Reason = Annotated[str | None, typer.Option("--reason", help="Why (recorded in the audit log).")]
+Require = Annotated[
+    str,
+    typer.Option(
+        "--require",
+        help="not-worse: refuse a candidate whose AUC is below the active model's; better: "
+        "refuse one that is not significantly better (patient-bootstrap CI above 0).",
+    ),
+]
+
+
 @app.command("register")
 def register(
     ctx: typer.Context,
     path: Annotated[Path, typer.Argument(help="Checkpoint file written by `brgan train`.")],
-    activate: Annotated[bool, typer.Option(help="Also make it the active version.")] = False,
+    activate: Annotated[
+        bool, typer.Option(help="Also make it the active version (as `brgan models activate`).")
+    ] = False,
+    force: Force = False,
+    reason: Reason = None,
+    require: Require = "not-worse",
 ) -> None:
     """Copy a checkpoint into the registry as a new version (sha256 recorded)."""
     registry = _registry(ctx)
@@ -93,22 +115,102 @@ def register(
     verb = "registered" if created else "already registered as"
     typer.echo(f"{verb} {entry.version} (sha256 {entry.sha256})")
     if activate:
-        registry.activate(entry.version)
-        typer.echo(f"active version: {entry.version}")
+        _promote(registry, entry.version, force=force, reason=reason, require=require)
+
+
+def _promote(
+    registry: Registry, version: str, *, force: bool, reason: str | None, require: str
+) -> None:
+    """Activate ``version`` if the evidence allows it (brgan_core.promotion); audit it."""
+    from brgan_core.promotion import audit, check_activation, find_record, record_path
+
+    entry = registry.get(version)
+    active = registry.active_version()
+    if active == version:
+        typer.echo(f"{version} is already the active version")
+        return
+    record = None
+    where = None
+    if active is not None:
+        current = registry.get(active)
+        record = find_record(registry.root, entry.sha256, current.sha256)
+        where = record_path(registry.root, entry.sha256, current.sha256) if record else None
+    evidence = check_activation(
+        record, first=active is None, require=require, force=force, reason=reason
+    )
+    registry.activate(version)
+    audit(
+        registry.root,
+        "activate",
+        version=version,
+        sha256=entry.sha256,
+        previous=active,
+        evidence=evidence,
+        evaluation=None if where is None else str(where),
+        forced=force,
+        reason=reason,
+    )
+    typer.echo(f"active version: {entry.version} (sha256 {entry.sha256[:12]}); {evidence}")
 
 
 @app.command("activate")
-def activate(ctx: typer.Context, version: Annotated[str, typer.Argument(help="e.g. v3")]) -> None:
-    """Make VERSION the one workers load; its hash is verified first."""
-    entry = _registry(ctx).activate(version)
-    typer.echo(f"active version: {entry.version} (sha256 {entry.sha256[:12]})")
+def activate(
+    ctx: typer.Context,
+    version: Annotated[str, typer.Argument(help="e.g. v3")],
+    force: Force = False,
+    reason: Reason = None,
+    require: Require = "not-worse",
+) -> None:
+    """Make VERSION the one workers load (hash verified), on evidence.
+
+    The first activation of a registry needs none. Any other needs the evaluation of VERSION
+    against the active model that `brgan evaluate CANDIDATE --compare active --data HELD_OUT`
+    stores; a candidate worse than the active model (by default) is refused unless
+    --force --reason "...". Every activation is written to the registry's audit log
+    (`brgan models history`). Workers switch at their next study, without a restart.
+    """
+    _promote(_registry(ctx), version, force=force, reason=reason, require=require)
 
 
 @app.command("rollback")
-def rollback(ctx: typer.Context) -> None:
-    """Re-activate the version that was active before the current one."""
-    entry = _registry(ctx).rollback()
+def rollback(ctx: typer.Context, reason: Reason = None) -> None:
+    """Re-activate the version that was active before the current one (always allowed;
+    audited)."""
+    from brgan_core.promotion import audit
+
+    registry = _registry(ctx)
+    previous = registry.active_version()
+    entry = registry.rollback()
+    audit(
+        registry.root,
+        "rollback",
+        version=entry.version,
+        sha256=entry.sha256,
+        previous=previous,
+        reason=reason,
+    )
     typer.echo(f"rolled back; active version: {entry.version} (sha256 {entry.sha256[:12]})")
+
+
+@app.command("history")
+def history(ctx: typer.Context) -> None:
+    """The registry's audit log: who activated or rolled back what, when, on which evidence
+    and why (oldest first)."""
+    from brgan_core.promotion import read_audit
+
+    entries = read_audit(_registry(ctx).root)
+    if not entries:
+        typer.echo("no activation recorded yet")
+        return
+    table = Table(title="model activations")
+    for column in ("time", "user", "action", "version", "previous", "evidence / reason"):
+        table.add_column(column, overflow="fold")
+    for e in entries:
+        why = "; ".join(x for x in (e.get("evidence"), e.get("reason")) if x)
+        table.add_row(
+            e["time"], e["user"], e["action"], e["version"], e.get("previous") or "-", why
+        )
+    Console().print(table)
 
 
 @app.command("show")

@@ -71,6 +71,61 @@ def test_evaluate_calibrate_register(
     assert json.loads(text)["threshold"] == pytest.approx(info.threshold)
 
 
+def test_compare_active_stores_the_evidence_activate_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """issue 14 §2: `evaluate CANDIDATE --compare active` stores a record (both AUCs, the
+    patient-bootstrap Δ CI, DeLong p, ECE) keyed by the candidate's and its calibrated copy's
+    sha256; `models activate` follows its verdict, --force --reason overrides, all audited."""
+    from brgan_core.checkpoint import sha256_file
+    from brgan_core.promotion import read_audit
+
+    manifest, settings = make_set(tmp_path / "data")
+    monkeypatch.setenv("BRGAN_DATA_DIR", str(tmp_path / "state"))
+    active = make_checkpoint(tmp_path / "active.safetensors", "brgan", 1, manifest, settings)
+    code, text = _run(["models", "register", "--activate", str(active)], capsys)
+    assert code == 0 and "first activation" in text, text
+    candidate = make_checkpoint(tmp_path / "cand.safetensors", "brgan", 5, manifest, settings)
+    calibrated = tmp_path / "cand-calibrated.safetensors"
+    split = ["--split-seed", str(settings.seed), "--ratios", "0.5,0.25,0.25"]
+    args = ["evaluate", str(candidate), "--compare", "active", "--data", str(manifest), *split]
+    args += ["--out", str(tmp_path / "ev"), "--calibrated-out", str(calibrated), "--no-fid"]
+    code, text = _run([*args, "--n-boot", "200", "--device", "cpu"], capsys)
+    assert code == 0, text
+    assert "evidence for `brgan models activate`" in text
+    records = sorted((tmp_path / "state" / "models" / "evaluations").glob("*.json"))
+    assert len(records) == 2  # the evaluated file and its calibrated copy
+    record = json.loads(records[0].read_text())
+    assert set(record["candidate_sha256"]) == {sha256_file(candidate), sha256_file(calibrated)}
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    first, second = metrics["models"]
+    assert record["candidate_auc"] == pytest.approx(first["auc"]["auc"])
+    assert record["reference_auc"] == pytest.approx(second["auc"]["auc"])
+    assert record["delta_auc"] == pytest.approx(first["auc"]["auc"] - second["auc"]["auc"])
+    low, high = record["delta_ci"]
+    assert low <= record["delta_auc"] <= high and record["n_patients"] < record["n_images"]
+
+    code, text = _run(["models", "register", str(calibrated)], capsys)
+    assert code == 0 and "registered v2" in text
+    code, text = _run(["models", "activate", "v2"], capsys)
+    if record["verdict"] == "worse":
+        assert code == 2 and "not at least as good as the active model" in text, text
+        code, text = _run(["models", "activate", "v2", "--force"], capsys)
+        assert code == 2 and "--force needs --reason" in text
+        code, text = _run(["models", "activate", "v2", "--force", "--reason", "t"], capsys)
+        assert code == 0 and "FORCED" in text
+    else:
+        assert code == 0 and record["verdict"] in text, text
+    entries = read_audit(tmp_path / "state" / "models")
+    assert [e["action"] for e in entries] == ["activate", "activate"]
+    assert entries[-1]["version"] == "v2" and entries[-1]["previous"] == "v1"
+    assert entries[-1]["evaluation"] == str(records[0]) or entries[-1]["evaluation"] == str(
+        records[1]
+    )
+    code, text = _run(["models", "activate", "v1", "--require", "better"], capsys)
+    assert code == 2 and "no evaluation of this version" in text  # v1 against v2: none
+
+
 def test_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     manifest, settings = make_set(tmp_path / "data", n=6, need_both=False)
     a = make_checkpoint(tmp_path / "a.safetensors", "vanilla", 1, manifest, settings)

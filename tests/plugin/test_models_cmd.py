@@ -36,9 +36,16 @@ def test_models_lifecycle(
     )
     assert code == 0 and "active version: v2" in out
     code, out = _run(["models", "activate", "v1"], capsys)
-    code, out = _run(["models", "activate", "v2"], capsys)
-    code, out = _run(["models", "rollback"], capsys)
+    assert code == 2 and "no evaluation of this version against the active model" in out
+    forced = ["--force", "--reason", "lifecycle test"]
+    code, out = _run(["models", "activate", "v1", *forced], capsys)
+    assert code == 0 and "FORCED without an evaluation" in out, out
+    code, out = _run(["models", "activate", "v2", *forced], capsys)
+    code, out = _run(["models", "rollback", "--reason", "back to v1"], capsys)
     assert code == 0 and "active version: v1" in out
+    code, out = _run(["models", "history"], capsys)
+    assert code == 0 and out.count("activate") >= 3 and "rollback" in out
+    assert "first activation" in out and "lifecycle test" in out
     code, out = _run(["models", "show", "v1"], capsys)
     shown = json.loads(out)
     assert shown["active"] is True and shown["model_config"]["backbone"] == "tiny"
