@@ -191,3 +191,52 @@ def test_seeds_trains_rows_by_seed_and_reports_the_paired_contrast(tmp_path: Pat
     assert "Primary contrast, sbf − baseline over 2 paired seeds" in markdown
     assert "Decision contrast brgan_bilateral − sbf" in markdown
     assert f"Descriptive contrast {alone} − brgan_bilateral" in markdown
+
+
+def test_per_finding_aucs_match_sklearn_and_pair_over_seeds(tmp_path: Path) -> None:
+    """bench/per_finding.py: per kind, that kind's malignant images against every negative."""
+    import csv
+    import json
+
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    per_finding = load("per_finding")
+    rng = np.random.default_rng(4)
+    kinds = ["spiculated_mass;vessel", "calcification_cluster", "architectural_distortion",
+             "focal_asymmetry;round_mass", "irregular_mass"]  # fmt: skip
+    rows = []
+    for i in range(60):
+        label = int(i % 3 == 0)
+        rows.append({"sop_instance_uid": f"1.{i}", "label": label,
+                     "findings": kinds[i % 5] if label else "vessel"})  # fmt: skip
+    manifest = tmp_path / "manifest.csv"
+    with manifest.open("w", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=["sop_instance_uid", "label", "findings"])
+        writer.writeheader()
+        writer.writerows(rows)
+    ids = [r["sop_instance_uid"] for r in rows]
+    labels = np.array([r["label"] for r in rows])
+    for row, shift in (("vanilla", 0.5), ("brgan", 1.5)):
+        for seed in range(3):
+            scores = labels * shift + rng.normal(0, 1, len(ids))
+            folder = tmp_path / "runs" / row / f"seed-{seed}"
+            folder.mkdir(parents=True)
+            (folder / "eval.json").write_text(json.dumps({"ids": ids, "scores": list(scores)}))
+    out = tmp_path / "per.json"
+    code = per_finding.main([
+        "--runs", str(tmp_path / "runs"), "--manifest", str(manifest),
+        "--rows", "vanilla,brgan", "--out", str(out),
+    ])  # fmt: skip
+    assert code == 0
+    report = json.loads(out.read_text())
+    mass = [r["label"] == 1 and ("spiculated_mass" in r["findings"] or "irregular_mass"
+            in r["findings"]) for r in rows]  # fmt: skip
+    keep = np.array(mass) | (labels == 0)
+    scores = json.loads((tmp_path / "runs/brgan/seed-1/eval.json").read_text())["scores"]
+    expected = roc_auc_score(np.array(mass)[keep], np.array(scores)[keep])
+    assert report["rows"]["brgan"]["mass"]["per_seed"]["1"] == pytest.approx(expected)
+    assert report["rows"]["brgan"]["mass"]["n_positive"] == sum(mass)
+    contrast = report["contrasts"]["brgan"]
+    assert set(contrast) == {"mass", "calcifications", "distortion", "asymmetry"}
+    assert all(c["mean_diff"] > 0 and c["p_holm"] >= c["p_ttest"] for c in contrast.values())
