@@ -142,6 +142,18 @@ def lr_factor(
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def attention_stats(attention: Tensor) -> dict[str, float]:
+    """Eq. 2's attention map A (H·W · spatial softmax, mean 1) of a batch, logged per epoch
+    (issue 11 §3): ``attn_max``, the largest weight (up to H·W: a peaked residual can make f_P
+    that many times f_T), and ``attn_entropy``, the mean entropy of the spatial softmax per
+    image and channel divided by log(H·W) (1 = uniform, 0 = one position)."""
+    a = attention.detach().float()
+    b, c, h, w = a.shape
+    p = (a / (h * w)).reshape(b, c, h * w).clamp_min(1e-12)
+    entropy = -(p * p.log()).sum(dim=-1) / math.log(h * w) if h * w > 1 else p.new_ones(b, c)
+    return {"attn_max": float(a.amax()), "attn_entropy": float(entropy.mean())}
+
+
 def train_step(
     model: BRGAN,
     batch: Batch,
@@ -158,6 +170,8 @@ def train_step(
     g["total"].backward()
     opt_g.step()
     losses = {("g_total" if k == "total" else k): float(v.detach()) for k, v in g.items()}
+    if "attention" in out and model.config.mask:
+        losses.update(attention_stats(out["attention"]))
     if opt_d is not None:
         with autocast():
             d = model.discriminator_loss(out)

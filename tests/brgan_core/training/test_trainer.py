@@ -267,3 +267,29 @@ def test_train_step_under_bfloat16_autocast() -> None:
     )
     assert {"g_total", "d_total", "cyc_c", "re"} <= set(losses)
     assert all(v == v for v in losses.values())  # no NaN
+
+
+def test_attention_statistics_are_logged_for_masked_models_only() -> None:
+    """issue 11 §3: A's maximum (≤ H·W) and normalised entropy (0 … 1) per step, averaged per
+    epoch by the trainer; a uniform map has entropy 1 and max 1, a one-hot one entropy 0."""
+    from brgan_core.training.trainer import attention_stats, train_step
+
+    uniform = torch.ones(2, 3, 4, 5)
+    assert attention_stats(uniform) == pytest.approx({"attn_max": 1.0, "attn_entropy": 1.0})
+    peaked = torch.zeros(1, 1, 4, 5)
+    peaked[0, 0, 1, 2] = 20.0  # all weight on one of 20 positions
+    stats = attention_stats(peaked)
+    assert stats["attn_max"] == pytest.approx(20.0) and stats["attn_entropy"] < 1e-6
+
+    batch = synthetic_pairs(4)
+    for preset, logged in (("brgan", True), ("gan_double_re", False), ("vanilla", False)):
+        torch.manual_seed(0)
+        model = build_model(BRGANConfig.preset(preset, backbone="tiny"))
+        opt = torch.optim.Adam(model.generator_parameters(), lr=1e-3)
+        disc = model.discriminator_parameters()
+        opt_d = torch.optim.Adam(disc, lr=1e-3) if disc else None
+        losses = train_step(model, batch, opt, opt_d)
+        assert ("attn_max" in losses) == logged, preset
+        if logged:
+            assert 1.0 <= losses["attn_max"] <= 8 * 8  # tiny backbone on 64x52: an 8x7 grid
+            assert 0.0 < losses["attn_entropy"] <= 1.0 + 1e-6
