@@ -217,6 +217,54 @@ def test_redis_down_nothing_lost(pipeline: tuple[Service, Path]) -> None:
     assert len(_scores(svc, study_uid)) == 4
 
 
+def test_redis_killed_with_tasks_in_flight_nothing_lost_nothing_twice(
+    pipeline: tuple[Service, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """issue 13 §1: Redis (the test's own, no persistence) SIGKILLed while tasks are queued or
+    running, restarted empty: the vanished tasks are re-sent under their ids (requeue_after),
+    every study ends done with one result set, and `brgan status` says so."""
+    import signal
+
+    svc, tmp = pipeline
+    url = svc.settings.broker_url.get_secret_value()
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    _with_dispatcher(svc)
+    rows = write_synth_studies(tmp / "synth", patients=3, seed=17)
+    studies = sorted({r["study_uid"] for r in rows})
+    _storescu(svc.port, [r["path"] for r in rows])
+    in_flight = (StudyState.QUEUED, StudyState.RUNNING)
+    wait_until(
+        lambda: any((s := svc.index.get_study(u)) and s.state in in_flight for u in studies),
+        timeout=60,
+    )
+    info = subprocess.run(
+        ["redis-cli", "-p", str(port), "info", "server"], capture_output=True, text=True
+    ).stdout
+    pid = int(next(line for line in info.splitlines() if line.startswith("process_id:"))[11:])
+    os.kill(pid, signal.SIGKILL)  # tasks, unacked messages and results are gone with it
+    time.sleep(1.0)
+    redis_again = _redis_server(port, tmp / "redis-again.log")
+    try:
+        for uid in studies:
+            _wait_state(svc, uid, StudyState.DONE, tmp, timeout=240)
+    finally:
+        redis_again.terminate()
+        redis_again.wait(10)
+    for uid in studies:
+        study = svc.index.get_study(uid)
+        assert study.version == 1 and len(_scores(svc, uid)) == 4
+        files = json.loads(study.result_json)["result_files"]
+        kinds = sorted(f["kind"] for f in files)
+        assert kinds.count("heatmap_sc") == 4 and len(kinds) == len(set(f["path"] for f in files))
+        folder = svc.settings.results_path / study.task_id
+        assert folder.is_dir() and {Path(f["path"]).parent for f in files} == {folder}
+    monkeypatch.setenv("BRGAN_DATA_DIR", str(svc.settings.data_dir))
+    code, shown = run_cli(["status"], capsys)
+    assert code == 0 and "done" in shown
+
+
 def test_partial_study_stable_age_not_analyzed_reasons(pipeline: tuple[Service, Path]) -> None:
     svc, tmp = pipeline
     _with_dispatcher(svc)
