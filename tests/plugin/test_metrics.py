@@ -396,6 +396,77 @@ def test_redis_mode_publishes_the_task_sent_event_flower_reads(tmp_path: Path) -
         redis.wait(10)
 
 
+def test_flower_sees_a_real_worker_its_task_events_and_answers_inspect(tmp_path: Path) -> None:
+    """What Flower reads, from a real `brgan worker` in Redis mode (Flower itself is not a
+    dependency; it is built on these): worker-online and heartbeats, a task's sent → received →
+    started → failed events (a forged payload the worker refuses: no study needed), and the
+    worker answering remote-control inspect (Flower's worker list)."""
+    from plugin.queue.app import send_analyze_study
+
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is needed (scripts/test installs it)")
+    port = free_port()
+    redis = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"redis://127.0.0.1:{port}/0"
+    worker = None
+    try:
+        app = make_celery(Settings(data_dir=tmp_path / "data", broker_url=url))
+        seen: list[dict[str, Any]] = []
+        wanted = {"task-sent", "task-received", "task-started", "task-failed"}
+        with app.connection_for_read() as conn:
+            for _ in range(50):
+                try:
+                    conn.ensure_connection(max_retries=1)
+                    break
+                except Exception:
+                    time.sleep(0.1)
+
+            def on_event(event: dict[str, Any]) -> None:
+                seen.append(event)
+                got = {e["type"] for e in seen if e.get("uuid") == "flower-test"}
+                beat = any(e["type"] == "worker-heartbeat" for e in seen)
+                if wanted <= got and beat:
+                    receiver.should_stop = True
+
+            receiver = app.events.Receiver(conn, handlers={"*": on_event})
+            consumer = threading.Thread(
+                target=receiver.capture, kwargs={"timeout": 90, "wakeup": False}, daemon=True
+            )
+            consumer.start()
+            time.sleep(0.5)  # subscribed before anything is published (pub/sub keeps nothing)
+            env = {**os.environ, "BRGAN_DATA_DIR": str(tmp_path / "data"), "BRGAN_BROKER_URL": url}
+            env.pop("BRGAN_EMBEDDED_PARENT", None)
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "plugin.cli.main", "worker", "--pool", "solo",
+                 "--metrics-port", "0"],
+                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            deadline = time.monotonic() + 60
+            while not any(e["type"] == "worker-online" for e in seen):
+                assert time.monotonic() < deadline, "no worker-online event"
+                time.sleep(0.2)
+            send_analyze_study(app, {"schema": 0}, "flower-test")  # refused by the worker
+            consumer.join(60)
+        types = {e["type"] for e in seen if e.get("uuid") == "flower-test"}
+        assert wanted <= types, types
+        failed = next(e for e in seen if e["type"] == "task-failed")
+        assert failed["uuid"] == "flower-test" and failed["hostname"].startswith("brgan-")
+        assert any(e["type"] == "worker-heartbeat" for e in seen)
+        stats = app.control.inspect(timeout=5).stats() or {}
+        assert any(name.startswith("brgan-") for name in stats), stats
+        assert all("pool" in v for v in stats.values())
+    finally:
+        if worker is not None:
+            worker.terminate()
+            worker.wait(30)
+        redis.terminate()
+        redis.wait(10)
+
+
 # -- the Grafana dashboard -------------------------------------------------------------------------
 def test_dashboard_parses_and_queries_only_our_metrics() -> None:
     dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
