@@ -132,7 +132,8 @@ def run_load(work: Path, associations: int, studies_per_association: int) -> dic
         folder.mkdir(parents=True)
         for i, ds in enumerate(ds for study in studies for ds in study):
             ds.save_as(folder / f"{i:03d}.dcm", enforce_file_format=True)
-    ctx = multiprocessing.get_context("fork")  # no threads yet in this process
+    # fork: the children only run _send (the drain threads here hold no lock they need)
+    ctx = multiprocessing.get_context("fork")
     try:
         with ctx.Pool(associations) as pool:
             go = time.time() + 2.0  # every sender starts at once

@@ -108,7 +108,7 @@ def paired_patient_bootstrap(
 
 
 def record_path(registry_root: Path, candidate_sha: str, reference_sha: str) -> Path:
-    return registry_root / EVALUATIONS / f"{candidate_sha[:16]}-vs-{reference_sha[:16]}.json"
+    return registry_root / EVALUATIONS / f"{candidate_sha}-vs-{reference_sha}.json"
 
 
 def save_record(registry_root: Path, record: EvaluationRecord) -> list[Path]:
@@ -157,6 +157,14 @@ def check_activation(
         raise PromotionError(
             "no evaluation of this version against the active model: run `brgan evaluate "
             "CANDIDATE --compare active --data HELD_OUT_DATA` first (or --force --reason)"
+        )
+    numbers = (record.delta_auc, *record.delta_ci, record.candidate_auc, record.reference_auc)
+    if not all(np.isfinite(numbers)):
+        if force:
+            return "FORCED; the evaluation record holds non-finite numbers"
+        raise PromotionError(
+            "the evaluation record holds non-finite AUCs (one class missing in its test data?): "
+            "evaluate again on held-out data with both classes"
         )
     refused = record.verdict == "worse" or (require == "better" and record.verdict != "better")
     if refused and not force:

@@ -147,7 +147,7 @@ def _promote(
         previous=active,
         evidence=evidence,
         evaluation=None if where is None else str(where),
-        forced=force,
+        forced=evidence.startswith("FORCED"),  # --force that overrode the rule, not just given
         reason=reason,
     )
     typer.echo(f"active version: {entry.version} (sha256 {entry.sha256[:12]}); {evidence}")

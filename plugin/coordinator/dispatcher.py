@@ -421,7 +421,10 @@ class Dispatcher:
             target = StudyState.PARTIALLY_ANALYZED
         else:
             target = StudyState.DONE
-        self.index.transition(study.study_uid, target, error=None if targets else NO_PAIR)
+        error = None if targets else NO_PAIR
+        if error is None and study.error and RESULTS_DISK_FULL in study.error:
+            error = ""  # the wait is over: `brgan status` must not show it on a done study
+        self.index.transition(study.study_uid, target, error=error)
         metrics.study_collected(study.queued_at, summary.timings, target)
         self._queued_at.pop(study.study_uid, None)
         self._started_seen.pop(study.study_uid, None)

@@ -125,7 +125,7 @@ def handle_store(
         chunked = event.dataset_path  # chunked receive: a complete temp file, else None
     except AttributeError:
         chunked = None
-    unwritten = incoming.failure(chunked) if chunked else None
+    unwritten = incoming.failure_of(event) if chunked else None
     if unwritten is not None:
         outcome = refuse_unwritten(index, unwritten)
         audit.counted(event.assoc, False, outcome.comment)

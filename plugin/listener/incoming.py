@@ -8,9 +8,11 @@ response, and the sender sees a dropped connection instead of a status it can ac
 
 :func:`install` replaces that temporary file with :class:`IncomingFile`, which keeps the first
 write error, stops writing, truncates what it had written (so the full disk gets its space back
-at once) and lets the transfer run to its end. The C-STORE handler then asks :func:`failure` for
-the file's path and answers 0xA700 (out of resources), naming the OS error; the sender keeps
-the instance and retries. Nothing half-written ever reaches the spool or the index.
+at once) and lets the transfer run to its end. The C-STORE handler then asks :func:`failure_of`
+(the event's temporary file) and answers 0xA700 (out of resources), naming the OS error; the
+sender keeps the instance and retries. Nothing half-written ever reaches the spool or the index.
+An error when pynetdicom closes the file *after* the handler (it was moved into the spool by
+then, or refused) is ignored: the answer has been given.
 """
 
 from __future__ import annotations
@@ -20,12 +22,9 @@ import errno
 import os
 import tempfile
 import threading
-from pathlib import Path
 from typing import Any
 
 _lock = threading.Lock()
-#: Path of a temporary file whose write failed → why (the OS error, without any file content).
-_failed: dict[str, str] = {}
 _installed = False
 
 
@@ -35,6 +34,7 @@ class IncomingFile:
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._file: Any = None
         self.error: str | None = None
+        self._closed = False
         # Unbuffered: a failed write leaves no bytes in a Python buffer to fail again later,
         # and each P-DATA fragment (up to the PDU size) is one write anyway.
         kwargs["buffering"] = 0
@@ -49,9 +49,7 @@ class IncomingFile:
     def _fail(self, exc: OSError) -> None:
         if self.error is None:
             self.error = f"spool write failed: {exc.strerror or type(exc).__name__}"
-            with _lock:
-                _failed[str(self.name)] = self.error
-        if self._file is not None:
+        if self._file is not None and not self._closed:
             with contextlib.suppress(OSError):  # the space back now; the data set is refused
                 os.ftruncate(self._file.fileno(), 0)
 
@@ -83,11 +81,11 @@ class IncomingFile:
         return self
 
     def close(self) -> None:
+        """pynetdicom closes the file after the C-STORE handler answered: nothing to report."""
+        self._closed = True
         if self._file is not None:
-            try:
+            with contextlib.suppress(OSError, ValueError):
                 self._file.close()
-            except OSError as exc:  # the final flush of a full disk
-                self._fail(exc)
 
     def __getattr__(self, name: str) -> Any:
         if self._file is None:
@@ -95,10 +93,11 @@ class IncomingFile:
         return getattr(self._file, name)
 
 
-def failure(path: str | Path) -> str | None:
-    """Why the temporary file at ``path`` could not be written (and forget it), or None."""
-    with _lock:
-        return _failed.pop(str(path), None)
+def failure_of(event: Any) -> str | None:
+    """Why the C-STORE ``event``'s temporary file could not be written, or None (also when the
+    data set came in memory, not through a temporary file)."""
+    request = getattr(event, "request", None)
+    return getattr(getattr(request, "_dataset_file", None), "error", None)
 
 
 def install() -> None:

@@ -9,7 +9,6 @@ restarted with back-off if it dies, and stopped with the service.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import sys
@@ -29,15 +28,25 @@ def die_with_parent() -> None:
     """In the embedded worker: get SIGTERM when the `brgan serve` that started it dies, even by
     SIGKILL (Linux ``PR_SET_PDEATHSIG``), so a restarted service never finds an orphaned worker
     of the previous one on its queue. Exits at once if that parent is already gone."""
-    parent = os.environ.get(PARENT_ENV)
+    parent = os.environ.pop(PARENT_ENV, None)  # never inherited further
     if not parent or not sys.platform.startswith("linux"):
+        return
+    if not parent.isdigit() or int(parent) != os.getppid():
+        if parent.isdigit() and not Path(f"/proc/{parent}").exists():
+            raise SystemExit("brgan serve that started this embedded worker is gone")
+        # Set but not our parent (an environment file that copied it): a worker of its own.
+        log.warning("embedded_parent_ignored", detail=f"{PARENT_ENV} is not this worker's parent")
         return
     import ctypes
     import signal
 
     pr_set_pdeathsig = 1
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    try:
+        done = ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except (OSError, AttributeError):
+        done = -1
+    if done != 0:
+        log.warning("embedded_parent_death_signal_unavailable", errno=ctypes.get_errno())
     if os.getppid() != int(parent):  # the parent died before prctl took effect
         raise SystemExit("brgan serve that started this embedded worker is gone")
 

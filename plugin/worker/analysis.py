@@ -213,14 +213,24 @@ def analyze_study_payload(
         raise PayloadError(f"analyze_study payload: {exc}") from exc
     loaded = get_model(settings, task.model.version, task.model.sha256)
     out_dir = settings.results_path / (task_id or f"untracked-{task.study_version}")
+    # A task id may run twice (a re-sent task): an earlier run's complete result set stays.
+    earlier = out_dir.is_dir() and any(out_dir.iterdir())
     try:
         return run_task(task, loaded, settings, out_dir, task_id, started=started).to_json()
     except OSError as exc:
         if exc.errno not in _DISK_FULL_ERRNOS:
             raise
-        # Nothing half-written stays (the outbox never sees a partial set); the coordinator
-        # sends the study again once ``disk_full_retry`` has passed.
-        shutil.rmtree(out_dir, ignore_errors=True)
+        # Every file is written to a temporary name and renamed when whole, so what failed
+        # left only temporary files: remove them, and the whole folder when this attempt made
+        # it (the outbox never sees a partial set). The coordinator sends the study again once
+        # ``disk_full_retry`` has passed.
+        if earlier:
+            for leftover in out_dir.glob("*.tmp*"):
+                leftover.unlink(missing_ok=True)
+            for leftover in out_dir.glob(".*.tmp"):
+                leftover.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(out_dir, ignore_errors=True)
         raise ResultsDiskFullError(
             f"{RESULTS_DISK_FULL}: {exc.strerror} under {settings.results_path}; the study "
             "is retried"

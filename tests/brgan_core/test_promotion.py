@@ -68,6 +68,11 @@ def test_first_activation_missing_evidence_and_force_without_reason() -> None:
         check_activation(None, first=True, require="maybe")
 
 
+def test_non_finite_numbers_are_refused() -> None:
+    with pytest.raises(PromotionError, match="non-finite"):
+        check_activation(_record(float("nan"), float("nan"), float("nan")), first=False)
+
+
 def test_records_are_found_by_either_candidate_hash(tmp_path: Path) -> None:
     record = _record(0.02, 0.0, 0.04)
     save_record(tmp_path, record)

@@ -157,6 +157,7 @@ def test_results_disk_full_waits_and_retries_until_space_returns(
             lambda: (s := index.get_study(study_uid)) is not None and s.state == StudyState.DONE,
             timeout=120,
         )
+        assert "results disk full" not in (index.get_study(study_uid).error or "")
         result = json.loads(index.get_study(study_uid).result_json)
         kinds = sorted(f["kind"] for f in result["result_files"])
         assert kinds.count("heatmap_sc") == 4 and {"tid1500_sr", "cad_sr", "summary_sc"} <= set(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -29,7 +30,12 @@ class _Raw:
         raise OSError(errno.EBADF, "no real file")
 
     def close(self) -> None:
-        pass
+        raise OSError(errno.ENOSPC, "No space left on device")  # a full disk at close
+
+
+def _event(f: incoming.IncomingFile) -> object:
+    """What pynetdicom hands the C-STORE handler: the request holds the temporary file."""
+    return SimpleNamespace(request=SimpleNamespace(_dataset_file=f))
 
 
 def _file(tmp_path: Path, raw: _Raw) -> incoming.IncomingFile:
@@ -44,7 +50,7 @@ def test_short_writes_are_completed(tmp_path: Path) -> None:
     f = _file(tmp_path, raw)
     assert f.write(b"x" * 42) == 42 and f.write(b"y" * 8) == 8
     assert bytes(raw.data) == b"x" * 42 + b"y" * 8
-    assert f.error is None and incoming.failure(f.name) is None
+    assert f.error is None and incoming.failure_of(_event(f)) is None
 
 
 def test_a_full_disk_is_recorded_once_and_later_writes_are_dropped(tmp_path: Path) -> None:
@@ -55,8 +61,9 @@ def test_a_full_disk_is_recorded_once_and_later_writes_are_dropped(tmp_path: Pat
     f.file.flush()
     assert len(raw.data) == 12, "nothing is written after the first failure"
     assert f.error == "spool write failed: No space left on device"
-    assert incoming.failure(f.name) == f.error
-    assert incoming.failure(f.name) is None  # asked once, by the C-STORE handler
+    assert incoming.failure_of(_event(f)) == f.error
+    f.close()  # after the handler: an error then is not news
+    assert incoming.failure_of(object()) is None  # a data set that came in memory
 
 
 def test_install_replaces_pynetdicoms_temporary_file() -> None:
@@ -70,6 +77,6 @@ def test_install_replaces_pynetdicoms_temporary_file() -> None:
 def test_no_file_at_all_is_a_failure_too(tmp_path: Path) -> None:
     missing = tmp_path / "gone"
     f = incoming.IncomingFile(dir=missing, delete=False)
-    assert f.error and incoming.failure(f.name) == f.error
+    assert f.error and incoming.failure_of(_event(f)) == f.error
     with pytest.raises(AttributeError):
         f.fileno()
