@@ -35,7 +35,8 @@ from tests.helpers import make_tiny_registry, write_synth_studies
 from tests.plugin.cli import run_cli
 from tests.plugin.coordinator.recording_scp import RecordingSCP
 from tests.plugin.listener.conftest import Service, free_port, make_settings, start, wait_until
-from tests.plugin.queue.test_pipeline import _redis_server, _storescu, _worker
+from tests.plugin.queue.serve import storescu as _storescu
+from tests.plugin.queue.test_pipeline import _redis_server, _worker
 
 pytestmark = pytest.mark.integration
 

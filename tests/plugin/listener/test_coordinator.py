@@ -15,7 +15,7 @@ from tests.plugin.listener.dicom_data import four_view_study, mg_image, save, te
 S = StudyState
 
 
-def _coordinator(svc: Service, ready: list, **timing) -> Coordinator:
+def _coordinator(svc: Service, ready: list, score_unpaired=None, **timing) -> Coordinator:
     values = {"complete_grace": 0.0, "stable_age": 3600.0, "retention_days": 7.0}
     values.update(timing)
     return Coordinator(
@@ -23,6 +23,7 @@ def _coordinator(svc: Service, ready: list, **timing) -> Coordinator:
         svc.spool,
         CoordinatorTiming(**values),
         on_study_ready=lambda uid, version: ready.append((uid, version)),
+        score_unpaired=score_unpaired or (lambda: False),
     )
 
 
@@ -88,13 +89,7 @@ def test_a_model_switch_does_not_reopen_a_study_for_a_late_sr(service: Service) 
     not turned into a new version. A real change (the missing R MLO arrives) still is."""
     ready: list = []
     rule = {"alone": True}
-    coordinator = Coordinator(
-        service.index,
-        service.spool,
-        CoordinatorTiming(complete_grace=0.0, stable_age=0.0, retention_days=7.0),
-        on_study_ready=lambda uid, version: ready.append((uid, version)),
-        score_unpaired=lambda: rule["alone"],
-    )
+    coordinator = _coordinator(service, ready, stable_age=0.0, score_unpaired=lambda: rule["alone"])
     study = four_view_study()
     uid = study[0].StudyInstanceUID
     r_mlo = next(ds for ds in study if (ds.ImageLaterality, ds.ViewPosition) == ("R", "MLO"))
@@ -130,13 +125,7 @@ def test_the_dispatcher_replans_when_the_model_to_run_may_not_score_alone(
     make_tiny_registry(service.settings.registry_path)
     ready: list = []
     rule = {"alone": True}
-    coordinator = Coordinator(
-        service.index,
-        service.spool,
-        CoordinatorTiming(complete_grace=0.0, stable_age=0.0, retention_days=7.0),
-        on_study_ready=lambda uid, version: ready.append((uid, version)),
-        score_unpaired=lambda: rule["alone"],
-    )
+    coordinator = _coordinator(service, ready, stable_age=0.0, score_unpaired=lambda: rule["alone"])
     study = [
         ds for ds in four_view_study() if (ds.ImageLaterality, ds.ViewPosition) != ("R", "MLO")
     ]

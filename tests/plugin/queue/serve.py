@@ -42,3 +42,13 @@ def start_embedded_serve(
     )
     wait_for_port(port)
     return proc, port
+
+
+def storescu(port: int, files: list[str]) -> None:
+    """dcmtk ``storescu`` of ``files`` to the listener on ``port``, as a modality would."""
+    subprocess.run(
+        ["storescu", "-aet", CALLING_AE, "-aec", "BRGAN", "127.0.0.1", str(port), *files],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )

@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -25,26 +24,16 @@ from pydicom.uid import generate_uid
 from plugin.index import SqliteIndex, StudyState
 from tests.helpers import make_tiny_registry, write_synth_studies
 from tests.plugin.listener.conftest import (
-    CALLING_AE,
     raw_file,
     send_files,
     store,
     wait_until,
 )
 from tests.plugin.listener.dicom_data import mg_image, text_sr
-from tests.plugin.queue.serve import start_embedded_serve
+from tests.plugin.queue.serve import start_embedded_serve, storescu
 
 pytestmark = pytest.mark.integration
 ILLEGAL_UID = "../../etc/x"
-
-
-def _storescu(port: int, files: list[str]) -> None:
-    subprocess.run(
-        ["storescu", "-aet", CALLING_AE, "-aec", "BRGAN", "127.0.0.1", str(port), *files],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
 
 
 def test_hostile_senders_do_not_stop_the_service(tmp_path: Path) -> None:
@@ -66,9 +55,9 @@ def test_hostile_senders_do_not_stop_the_service(tmp_path: Path) -> None:
         ]
         sr_study = generate_uid()
         # Sent together: the study without pairs and the lone SR first.
-        _storescu(port, [r["path"] for r in unilateral])
+        storescu(port, [r["path"] for r in unilateral])
         assert [s.Status for s in store(port, [text_sr(sr_study)])] == [0]
-        _storescu(port, [r["path"] for r in rows if r["study_uid"] == complete_uid])
+        storescu(port, [r["path"] for r in rows if r["study_uid"] == complete_uid])
         hostile = mg_image(generate_uid(), "L", "CC")
         del hostile.file_meta
         hostile.SOPInstanceUID = ILLEGAL_UID

@@ -26,7 +26,6 @@ from plugin.index import StudyState
 from tests.helpers import make_tiny_registry, write_synth_studies
 from tests.plugin.cli import run_cli
 from tests.plugin.listener.conftest import (
-    CALLING_AE,
     Service,
     free_port,
     make_settings,
@@ -34,6 +33,7 @@ from tests.plugin.listener.conftest import (
     wait_for_port,
     wait_until,
 )
+from tests.plugin.queue.serve import storescu
 
 pytestmark = pytest.mark.integration
 
@@ -74,15 +74,6 @@ def _worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-
-
-def _storescu(port: int, files: list[str]) -> None:
-    subprocess.run(
-        ["storescu", "-aet", CALLING_AE, "-aec", "BRGAN", "127.0.0.1", str(port), *files],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
 
 
 def _with_dispatcher(svc: Service) -> Dispatcher:
@@ -152,7 +143,7 @@ def test_full_study_one_task_four_scored_pairs(
     svc, tmp = pipeline
     _with_dispatcher(svc)
     rows = write_synth_studies(tmp / "synth", patients=1, seed=11)
-    _storescu(svc.port, [r["path"] for r in rows])
+    storescu(svc.port, [r["path"] for r in rows])
     study_uid = rows[0]["study_uid"]
     _wait_state(svc, study_uid, StudyState.DONE, tmp, timeout=120)
     study = svc.index.get_study(study_uid)
@@ -169,7 +160,7 @@ def test_full_study_one_task_four_scored_pairs(
 
     # The same study sent twice: recorded, but the pairs did not change, so no new version and
     # no second analysis (never silent duplicates).
-    _storescu(svc.port, [r["path"] for r in rows])
+    storescu(svc.port, [r["path"] for r in rows])
     wait_until(
         lambda: (
             all(i.receive_count == 2 for i in svc.index.instances(study_uid))
@@ -200,7 +191,7 @@ def test_redis_down_nothing_lost(pipeline: tuple[Service, Path]) -> None:
     time.sleep(0.2)
     _with_dispatcher(svc)
     rows = write_synth_studies(tmp / "synth", patients=1, seed=12)
-    _storescu(svc.port, [r["path"] for r in rows])  # still received and spooled
+    storescu(svc.port, [r["path"] for r in rows])  # still received and spooled
     study_uid = rows[0]["study_uid"]
     _wait_state(svc, study_uid, StudyState.READY, tmp, timeout=30)
     assert len(svc.index.instances(study_uid)) == 4
@@ -233,7 +224,7 @@ def test_redis_killed_with_tasks_in_flight_nothing_lost_nothing_twice(
     _with_dispatcher(svc)
     rows = write_synth_studies(tmp / "synth", patients=3, seed=17)
     studies = sorted({r["study_uid"] for r in rows})
-    _storescu(svc.port, [r["path"] for r in rows])
+    storescu(svc.port, [r["path"] for r in rows])
     in_flight = (StudyState.QUEUED, StudyState.RUNNING)
     wait_until(
         lambda: any((s := svc.index.get_study(u)) and s.state in in_flight for u in studies),
@@ -270,7 +261,7 @@ def test_partial_study_stable_age_not_analyzed_reasons(pipeline: tuple[Service, 
     _with_dispatcher(svc)
     rows = write_synth_studies(tmp / "synth", patients=1, seed=13)
     sent = [r for r in rows if (r["laterality"], r["view"]) != ("R", "MLO")]  # 3 of 4 views
-    _storescu(svc.port, [r["path"] for r in sent])
+    storescu(svc.port, [r["path"] for r in sent])
     study_uid = rows[0]["study_uid"]
     _wait_state(svc, study_uid, StudyState.DONE, tmp, timeout=120)  # via the stable-age path
     scores = _scores(svc, study_uid)
@@ -301,7 +292,7 @@ def test_two_workers_share_the_load_and_a_new_model_needs_no_restart(tmp_path: P
     try:
         dispatcher = _with_dispatcher(svc)
         rows = write_synth_studies(tmp_path / "synth", patients=4, seed=41)
-        _storescu(svc.port, [r["path"] for r in rows])
+        storescu(svc.port, [r["path"] for r in rows])
         studies = sorted({r["study_uid"] for r in rows})
         for uid in studies:
             _wait_state(svc, uid, StudyState.DONE, tmp_path, timeout=240)
@@ -374,7 +365,7 @@ def test_worker_sigkilled_mid_task_is_detected_and_the_task_re_sent(tmp_path: Pa
         outbox.start()
         rows = write_synth_studies(tmp_path / "synth", patients=1, seed=43)
         study_uid = rows[0]["study_uid"]
-        _storescu(svc.port, [r["path"] for r in rows])
+        storescu(svc.port, [r["path"] for r in rows])
         wait_until(
             lambda: _started(
                 dispatcher.app, getattr(svc.index.get_study(study_uid), "task_id", None)

@@ -19,7 +19,8 @@ from plugin.index import StudyState
 from plugin.queue.app import GPU_QUEUE
 from tests.helpers import make_tiny_registry, write_synth_studies
 from tests.plugin.listener.conftest import free_port, make_settings, start, wait_until
-from tests.plugin.queue.test_pipeline import _redis_server, _storescu
+from tests.plugin.queue.serve import storescu as _storescu
+from tests.plugin.queue.test_pipeline import _redis_server
 
 pytestmark = pytest.mark.integration
 

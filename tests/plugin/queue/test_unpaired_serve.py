@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import subprocess
 from pathlib import Path
 
 import pydicom
@@ -24,21 +23,12 @@ import pytest
 
 from plugin.index import SqliteIndex, StudyState
 from tests.helpers import make_tiny_registry, write_synth_studies
-from tests.plugin.listener.conftest import CALLING_AE, wait_until
-from tests.plugin.queue.serve import start_embedded_serve
+from tests.plugin.listener.conftest import wait_until
+from tests.plugin.queue.serve import start_embedded_serve, storescu
 
 pytestmark = pytest.mark.integration
 
 CAUTION = "no contralateral view available"
-
-
-def _storescu(port: int, files: list[str]) -> None:
-    subprocess.run(
-        ["storescu", "-aet", CALLING_AE, "-aec", "BRGAN", "127.0.0.1", str(port), *files],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
 
 
 def _text(path: str) -> str:
@@ -69,7 +59,7 @@ def test_images_without_contralateral_are_scored_alone_by_a_model_evaluated_so(
             for r in rows
             if r["study_uid"] == studies[1] and (r["laterality"], r["view"]) != ("R", "MLO")
         ]
-        _storescu(port, [r["path"] for r in left_only + three])
+        storescu(port, [r["path"] for r in left_only + three])
         index = SqliteIndex(data / "index.sqlite3", readonly=True)
 
         def states() -> list[StudyState | None]:
