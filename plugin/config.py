@@ -160,11 +160,13 @@ class Settings(BaseSettings):
         "its worker (SIGKILL, OOM, power) and re-sent under the same id.",
     )
     index_busy_timeout: float = Field(
-        default=30.0,
+        default=8.0,
         gt=0,
         description="Seconds a write to the index waits for a lock held by another process "
         "(an admin's sqlite3 session, a backup) before the instance is refused 0xA700; the file "
-        "is already in the spool and the sender retries.",
+        "is already in the spool and the sender retries. Keep it below the sender's DIMSE "
+        "timeout (Orthanc's DicomScuTimeout is 10 s by default), or the sender aborts the "
+        "association before it hears the 0xA700.",
     )
     disk_full_retry: float = Field(
         default=60.0,

@@ -84,6 +84,15 @@ def test_orthanc_config_routes_to_the_listener(clean_env: None) -> None:
     assert 1024 <= config["UserMetadata"]["BrganRouted"] <= 65535
 
 
+def test_index_lock_refusal_reaches_orthanc_before_its_dimse_timeout(clean_env: None) -> None:
+    """An instance refused 0xA700 after ``index_busy_timeout`` must be refused while Orthanc
+    still waits for the answer; past ``DicomScuTimeout`` (Orthanc's default: 10 s) Orthanc
+    aborts the association instead and never hears why."""
+    scu_timeout = load_orthanc_config().get("DicomScuTimeout", 10)
+    for settings in (Settings(), load_settings(EXAMPLE_TOML)):
+        assert settings.index_busy_timeout < scu_timeout
+
+
 def test_lua_uses_the_names_the_config_declares() -> None:
     lua = ROUTING_LUA.read_text(encoding="utf-8")
     config = load_orthanc_config()
