@@ -15,6 +15,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from plugin.coordinator.service import Started, run_service
 from plugin.index import SqliteIndex
 from plugin.queue.app import make_celery
 from plugin.queue.contract import ResultFile
-from tests.plugin.listener.conftest import free_port, make_settings, store
+from tests.plugin.listener.conftest import free_port, make_settings, store, wait_for_port
 from tests.plugin.listener.dicom_data import four_view_study, mg_image, save
 
 REPO = Path(__file__).resolve().parents[2]
@@ -351,12 +352,9 @@ def test_task_events_on_with_redis_off_in_embedded_mode(tmp_path: Path) -> None:
 
 
 @pytest.mark.integration
-@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not installed")
-def test_redis_mode_publishes_the_task_sent_event_flower_reads(tmp_path: Path) -> None:
-    """Flower follows tasks through Celery's event receiver; in Redis mode the coordinator's
-    send publishes ``task-sent`` to it."""
-    from plugin.queue.app import send_analyze_study
-
+@contextmanager
+def own_redis(tmp_path: Path) -> Iterator[str]:
+    """A ``redis-server`` of the test's own on a free port (never the shared one): its URL."""
     port = free_port()
     redis = subprocess.Popen(
         ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
@@ -364,7 +362,21 @@ def test_redis_mode_publishes_the_task_sent_event_flower_reads(tmp_path: Path) -
         stdout=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        app = make_celery(Settings(data_dir=tmp_path, broker_url=f"redis://127.0.0.1:{port}/0"))
+        wait_for_port(port)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        redis.terminate()
+        redis.wait(10)
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not installed")
+def test_redis_mode_publishes_the_task_sent_event_flower_reads(tmp_path: Path) -> None:
+    """Flower follows tasks through Celery's event receiver; in Redis mode the coordinator's
+    send publishes ``task-sent`` to it."""
+    from plugin.queue.app import send_analyze_study
+
+    with own_redis(tmp_path) as url:
+        app = make_celery(Settings(data_dir=tmp_path, broker_url=url))
         seen: list[dict[str, Any]] = []
         with app.connection_for_read() as conn:
             for _ in range(50):
@@ -391,9 +403,6 @@ def test_redis_mode_publishes_the_task_sent_event_flower_reads(tmp_path: Path) -
             consumer.join(20)
         assert seen and {e["uuid"] for e in seen} == {"task-events-test"}
         assert seen[0]["name"] == "brgan.analyze_study"
-    finally:
-        redis.terminate()
-        redis.wait(10)
 
 
 def test_flower_sees_a_real_worker_its_task_events_and_answers_inspect(tmp_path: Path) -> None:
@@ -405,66 +414,59 @@ def test_flower_sees_a_real_worker_its_task_events_and_answers_inspect(tmp_path:
 
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server is needed (scripts/test installs it)")
-    port = free_port()
-    redis = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"redis://127.0.0.1:{port}/0"
-    worker = None
-    try:
-        app = make_celery(Settings(data_dir=tmp_path / "data", broker_url=url))
-        seen: list[dict[str, Any]] = []
-        wanted = {"task-sent", "task-received", "task-started", "task-failed"}
-        with app.connection_for_read() as conn:
-            for _ in range(50):
-                try:
-                    conn.ensure_connection(max_retries=1)
-                    break
-                except Exception:
-                    time.sleep(0.1)
+    with own_redis(tmp_path) as url:
+        worker = None
+        try:
+            app = make_celery(Settings(data_dir=tmp_path / "data", broker_url=url))
+            seen: list[dict[str, Any]] = []
+            wanted = {"task-sent", "task-received", "task-started", "task-failed"}
+            with app.connection_for_read() as conn:
+                for _ in range(50):
+                    try:
+                        conn.ensure_connection(max_retries=1)
+                        break
+                    except Exception:
+                        time.sleep(0.1)
 
-            def on_event(event: dict[str, Any]) -> None:
-                seen.append(event)
-                got = {e["type"] for e in seen if e.get("uuid") == "flower-test"}
-                beat = any(e["type"] == "worker-heartbeat" for e in seen)
-                if wanted <= got and beat:
-                    receiver.should_stop = True
+                def on_event(event: dict[str, Any]) -> None:
+                    seen.append(event)
+                    got = {e["type"] for e in seen if e.get("uuid") == "flower-test"}
+                    beat = any(e["type"] == "worker-heartbeat" for e in seen)
+                    if wanted <= got and beat:
+                        receiver.should_stop = True
 
-            receiver = app.events.Receiver(conn, handlers={"*": on_event})
-            consumer = threading.Thread(
-                target=receiver.capture, kwargs={"timeout": 90, "wakeup": False}, daemon=True
-            )
-            consumer.start()
-            time.sleep(0.5)  # subscribed before anything is published (pub/sub keeps nothing)
-            env = {**os.environ, "BRGAN_DATA_DIR": str(tmp_path / "data"), "BRGAN_BROKER_URL": url}
-            env.pop("BRGAN_EMBEDDED_PARENT", None)
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "plugin.cli.main", "worker", "--pool", "solo",
-                 "--metrics-port", "0"],
-                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )  # fmt: skip
-            deadline = time.monotonic() + 60
-            while not any(e["type"] == "worker-online" for e in seen):
-                assert time.monotonic() < deadline, "no worker-online event"
-                time.sleep(0.2)
-            send_analyze_study(app, {"schema": 0}, "flower-test")  # refused by the worker
-            consumer.join(60)
-        types = {e["type"] for e in seen if e.get("uuid") == "flower-test"}
-        assert wanted <= types, types
-        failed = next(e for e in seen if e["type"] == "task-failed")
-        assert failed["uuid"] == "flower-test" and failed["hostname"].startswith("brgan-")
-        assert any(e["type"] == "worker-heartbeat" for e in seen)
-        stats = app.control.inspect(timeout=5).stats() or {}
-        assert any(name.startswith("brgan-") for name in stats), stats
-        assert all("pool" in v for v in stats.values())
-    finally:
-        if worker is not None:
-            worker.terminate()
-            worker.wait(30)
-        redis.terminate()
-        redis.wait(10)
+                receiver = app.events.Receiver(conn, handlers={"*": on_event})
+                consumer = threading.Thread(
+                    target=receiver.capture, kwargs={"timeout": 90, "wakeup": False}, daemon=True
+                )
+                consumer.start()
+                time.sleep(0.5)  # subscribed before anything is published (pub/sub keeps nothing)
+                data = str(tmp_path / "data")
+                env = {**os.environ, "BRGAN_DATA_DIR": data, "BRGAN_BROKER_URL": url}
+                env.pop("BRGAN_EMBEDDED_PARENT", None)
+                worker = subprocess.Popen(
+                    [sys.executable, "-m", "plugin.cli.main", "worker", "--pool", "solo",
+                     "--metrics-port", "0"],
+                    env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )  # fmt: skip
+                deadline = time.monotonic() + 60
+                while not any(e["type"] == "worker-online" for e in seen):
+                    assert time.monotonic() < deadline, "no worker-online event"
+                    time.sleep(0.2)
+                send_analyze_study(app, {"schema": 0}, "flower-test")  # refused by the worker
+                consumer.join(60)
+            types = {e["type"] for e in seen if e.get("uuid") == "flower-test"}
+            assert wanted <= types, types
+            failed = next(e for e in seen if e["type"] == "task-failed")
+            assert failed["uuid"] == "flower-test" and failed["hostname"].startswith("brgan-")
+            assert any(e["type"] == "worker-heartbeat" for e in seen)
+            stats = app.control.inspect(timeout=5).stats() or {}
+            assert any(name.startswith("brgan-") for name in stats), stats
+            assert all("pool" in v for v in stats.values())
+        finally:
+            if worker is not None:
+                worker.terminate()
+                worker.wait(30)
 
 
 # -- the Grafana dashboard -------------------------------------------------------------------------
