@@ -379,12 +379,7 @@ def test_redis_mode_publishes_the_task_sent_event_flower_reads(tmp_path: Path) -
         app = make_celery(Settings(data_dir=tmp_path, broker_url=url))
         seen: list[dict[str, Any]] = []
         with app.connection_for_read() as conn:
-            for _ in range(50):
-                try:
-                    conn.ensure_connection(max_retries=1)
-                    break
-                except Exception:
-                    time.sleep(0.1)
+            conn.ensure_connection(max_retries=10, interval_start=0.1, interval_step=0.1)
 
             def on_sent(event: dict[str, Any]) -> None:
                 seen.append(event)
@@ -421,12 +416,7 @@ def test_flower_sees_a_real_worker_its_task_events_and_answers_inspect(tmp_path:
             seen: list[dict[str, Any]] = []
             wanted = {"task-sent", "task-received", "task-started", "task-failed"}
             with app.connection_for_read() as conn:
-                for _ in range(50):
-                    try:
-                        conn.ensure_connection(max_retries=1)
-                        break
-                    except Exception:
-                        time.sleep(0.1)
+                conn.ensure_connection(max_retries=10, interval_start=0.1, interval_step=0.1)
 
                 def on_event(event: dict[str, Any]) -> None:
                     seen.append(event)
